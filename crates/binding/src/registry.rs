@@ -179,13 +179,13 @@ impl Bindings {
         if flags & !file_flags::ALL != 0 {
             return Err(Error::UnknownFileFlags(flags & !file_flags::ALL));
         }
-        if size == 0 || size % PAGE_SIZE != 0 {
+        if size == 0 || !size.is_multiple_of(PAGE_SIZE) {
             return Err(Error::BadFileSize(size));
         }
-        if let Some(owner) = rules.owner {
-            if !self.vms.contains_key(&owner) {
-                return Err(Error::UnknownVm(owner));
-            }
+        if let Some(owner) = rules.owner
+            && !self.vms.contains_key(&owner)
+        {
+            return Err(Error::UnknownVm(owner));
         }
         let id = self.next_free_file_id()?;
         self.files.insert(
@@ -344,10 +344,10 @@ impl Bindings {
             .filter(|f| f.open)
             .ok_or(Error::UnknownFile(file))?;
         // B-ADD-3: a VM-owned file binds into its own VM only.
-        if let Some(owner) = file_rec.rules.owner {
-            if owner != vm {
-                return Err(Error::ForeignFile { file, owner, vm });
-            }
+        if let Some(owner) = file_rec.rules.owner
+            && owner != vm
+        {
+            return Err(Error::ForeignFile { file, owner, vm });
         }
         // B-ADD-4..6: flag bits, some permission, a valid access value.
         let unknown = args.flags & !KNOWN_MAP_FLAGS;
