@@ -1,0 +1,573 @@
+//! A guest memory file: the kernel object, its one kernel-facing mapping,
+//! its page ownership, and the only host access to its memory.
+
+use std::fs::File;
+use std::ops::Range;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use binding::{Access, BindingInfo, PAGE_SIZE, VmId, file_flags};
+use kvm_bindings::kvm_create_guest_memfd;
+use kvm_ioctls::VmFd;
+use vm_memory::mmap::MmapRegion;
+use vm_memory::volatile_memory::VolatileMemory;
+use vm_memory::{FileOffset, VolatileSlice};
+
+use crate::caps::{GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, GuestMemfdSupport};
+use crate::pages::{Ownership, PageState};
+use crate::view::HostView;
+use crate::{Error, sys};
+
+/// How the host may use a VM-owned guest_memfd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// `MMAP | INIT_SHARED`: host-mappable; share or lend, with lending
+    /// enforced by lendvm refusing every host access to lent pages.
+    HostMappable,
+    /// `MMAP` only: the kernel refuses every host access (a host fault is
+    /// SIGBUS, read/write fail), so lendvm refuses them first. Lend only.
+    Private,
+}
+
+impl Mode {
+    /// The guest_memfd creation flags of this mode.
+    pub const fn kvm_flags(self) -> u64 {
+        match self {
+            Mode::HostMappable => GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
+            Mode::Private => GUEST_MEMFD_FLAG_MMAP,
+        }
+    }
+}
+
+/// The kernel object behind a guest memory file (DESIGN §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A KVM guest_memfd created by (and bindable only into) one VM.
+    GuestMemfd(Mode),
+    /// A sealed memfd: free-standing, bindable into any VM (the Gunyah
+    /// model), mapped into KVM through classic memslots.
+    Memfd,
+}
+
+impl Kind {
+    /// True if the host may never touch the file's memory.
+    pub fn is_private(self) -> bool {
+        self == Kind::GuestMemfd(Mode::Private)
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Kind::GuestMemfd(Mode::HostMappable) => f.write_str("guest_memfd (host-mappable)"),
+            Kind::GuestMemfd(Mode::Private) => f.write_str("guest_memfd (private)"),
+            Kind::Memfd => f.write_str("memfd (free-standing)"),
+        }
+    }
+}
+
+/// Lent pages of one VM that a reclaim must take back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LentRange {
+    /// The VM holding them.
+    pub vm: VmId,
+    /// Byte offset in the file.
+    pub offset: u64,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+/// The VM manager's side of a reclaim (SPEC L-1): take lent pages away from
+/// their guests. gmem calls it from [`GuestMemFile::reclaim`] with no gmem
+/// lock held, while the pages are marked as being reclaimed (so the VM
+/// manager cannot give them to the guest again meanwhile). On `Ok` no vCPU
+/// may access the pages any more; gmem then zeroes them (DESIGN D5).
+pub trait ReclaimHook: Send + Sync {
+    /// Take `ranges` of `file` back from their VMs.
+    fn reclaim(&self, file: &GuestMemFile, ranges: &[LentRange]) -> Result<(), Error>;
+}
+
+/// A guest memory file. Cloning gives another handle to the same file.
+#[derive(Clone)]
+pub struct GuestMemFile {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    /// The descriptor, shared with the mappings that need it.
+    pub(crate) file: Arc<File>,
+    size: u64,
+    flags: u64,
+    kind: Kind,
+    /// The one mapping of the whole file that KVM uses as the memslot's
+    /// `userspace_addr` (its emulator and this host's shadow page-table
+    /// walker read guest memory through it). lendvm reads it only for pages
+    /// that are not lent.
+    kernel: MmapRegion,
+    pub(crate) state: Mutex<Ownership>,
+    hook: Mutex<Option<Arc<dyn ReclaimHook>>>,
+}
+
+impl std::fmt::Debug for GuestMemFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestMemFile")
+            .field("fd", &self.as_raw_fd())
+            .field("size", &self.inner.size)
+            .field("kind", &self.inner.kind)
+            .finish()
+    }
+}
+
+fn check_size(size: u64) -> Result<usize, Error> {
+    if size == 0 || !size.is_multiple_of(PAGE_SIZE) || size > i64::MAX as u64 {
+        return Err(Error::BadSize(size));
+    }
+    usize::try_from(size).map_err(|_| Error::BadSize(size))
+}
+
+impl GuestMemFile {
+    /// Create a VM-owned guest_memfd (probing the VM's support first).
+    pub fn guest_memfd(vm: &VmFd, size: u64, mode: Mode) -> Result<GuestMemFile, Error> {
+        Self::guest_memfd_with(vm, GuestMemfdSupport::probe(vm), size, mode)
+    }
+
+    /// Create a VM-owned guest_memfd with support already probed.
+    pub fn guest_memfd_with(
+        vm: &VmFd,
+        support: GuestMemfdSupport,
+        size: u64,
+        mode: Mode,
+    ) -> Result<GuestMemFile, Error> {
+        check_size(size)?;
+        support.require(mode.kvm_flags())?;
+        let raw = vm
+            .create_guest_memfd(kvm_create_guest_memfd {
+                size,
+                flags: mode.kvm_flags(),
+                reserved: [0; 6],
+            })
+            .map_err(|e| Error::Os {
+                op: "KVM_CREATE_GUEST_MEMFD",
+                source: e.into(),
+            })?;
+        // SAFETY: KVM just returned this descriptor to us; nothing else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // KVM never sets close-on-exec on guest_memfd (SPEC GM-4); lendvm's
+        // own descriptors must not leak into child processes.
+        sys::set_cloexec(fd.as_fd(), true)?;
+        Self::from_fd(fd, size, file_flags::CLOEXEC, Kind::GuestMemfd(mode))
+    }
+
+    /// Create a free-standing file: a memfd sealed against shrinking and
+    /// growing, so its size is fixed for life (SPEC GM-7) and no mapping of
+    /// it can ever fault past the end.
+    pub fn memfd(size: u64, flags: u64) -> Result<GuestMemFile, Error> {
+        if flags & !file_flags::ALL != 0 {
+            return Err(Error::UnknownFlags(flags & !file_flags::ALL));
+        }
+        check_size(size)?;
+        let mut mfd_flags = libc::MFD_ALLOW_SEALING;
+        if flags & file_flags::CLOEXEC != 0 {
+            mfd_flags |= libc::MFD_CLOEXEC;
+        }
+        let fd = sys::memfd_create(c"lendvm-guest-mem", mfd_flags)?;
+        sys::ftruncate(fd.as_fd(), size)?;
+        sys::add_seals(
+            fd.as_fd(),
+            libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL,
+        )?;
+        Self::from_fd(fd, size, flags, Kind::Memfd)
+    }
+
+    fn from_fd(fd: OwnedFd, size: u64, flags: u64, kind: Kind) -> Result<GuestMemFile, Error> {
+        let len = check_size(size)?;
+        let file = Arc::new(File::from(fd));
+        let kernel = MmapRegion::build(
+            Some(FileOffset::from_arc(file.clone(), 0)),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_NORESERVE,
+        )
+        .map_err(|e| Error::Os {
+            op: "mmap of the guest memory file",
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        Ok(GuestMemFile {
+            inner: Arc::new(Inner {
+                file,
+                size,
+                flags,
+                kind,
+                kernel,
+                state: Mutex::new(Ownership::new(size / PAGE_SIZE)),
+                hook: Mutex::new(None),
+            }),
+        })
+    }
+
+    // ----- identity --------------------------------------------------------
+
+    /// Size in bytes, fixed for life.
+    pub fn size(&self) -> u64 {
+        self.inner.size
+    }
+
+    /// Creation flags (`binding::file_flags`).
+    pub fn flags(&self) -> u64 {
+        self.inner.flags
+    }
+
+    /// The kernel object behind the file.
+    pub fn kind(&self) -> Kind {
+        self.inner.kind
+    }
+
+    /// True if both handles name the same file.
+    pub fn same_file(&self, other: &GuestMemFile) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Host address of the kernel-facing mapping of the whole file, for a
+    /// KVM memslot's `userspace_addr`. lendvm never reads or writes lent
+    /// pages through it; it is exposed as a number, not a pointer.
+    pub fn kernel_mapping_addr(&self) -> u64 {
+        self.inner.kernel.as_ptr() as u64
+    }
+
+    /// Register the VM manager's reclaim hook (replacing any earlier one).
+    pub fn set_reclaim_hook(&self, hook: Arc<dyn ReclaimHook>) {
+        *lock(&self.inner.hook) = Some(hook);
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Ownership> {
+        lock(&self.inner.state)
+    }
+
+    // ----- ranges ------------------------------------------------------------
+
+    /// Whole pages `[offset, offset + len)` inside the file.
+    fn pages(&self, offset: u64, len: u64) -> Result<Range<u64>, Error> {
+        let end = offset.checked_add(len);
+        match end {
+            Some(end)
+                if end <= self.inner.size
+                    && offset.is_multiple_of(PAGE_SIZE)
+                    && len.is_multiple_of(PAGE_SIZE) =>
+            {
+                Ok(offset / PAGE_SIZE..end / PAGE_SIZE)
+            }
+            _ => Err(self.out_of_bounds(offset, len)),
+        }
+    }
+
+    /// The pages a byte range `[offset, offset + len)` touches.
+    fn pages_touched(&self, offset: u64, len: u64) -> Result<Range<u64>, Error> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.inner.size => Ok(offset / PAGE_SIZE..end.div_ceil(PAGE_SIZE)),
+            _ => Err(self.out_of_bounds(offset, len)),
+        }
+    }
+
+    fn out_of_bounds(&self, offset: u64, len: u64) -> Error {
+        Error::OutOfBounds {
+            offset,
+            len,
+            size: self.inner.size,
+        }
+    }
+
+    fn host_accessible(&self) -> Result<(), Error> {
+        if self.inner.kind.is_private() {
+            return Err(Error::Private);
+        }
+        Ok(())
+    }
+
+    fn kernel_slice(&self, offset: u64, len: usize) -> Result<VolatileSlice<'_>, Error> {
+        // In bounds by construction (callers checked offset + len <= size,
+        // and the mapping covers the whole file).
+        let start = usize::try_from(offset).map_err(|_| self.out_of_bounds(offset, len as u64))?;
+        self.inner
+            .kernel
+            .get_slice(start, len)
+            .map_err(|_| self.out_of_bounds(offset, len as u64))
+    }
+
+    // ----- host access -------------------------------------------------------
+
+    /// Read `buf.len()` bytes at `offset`. Refused, with nothing read, if
+    /// any byte is outside the file, any page is lent (DESIGN D4, D8), or
+    /// the file is private. Never faults.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+        self.host_accessible()?;
+        let pages = self.pages_touched(offset, buf.len() as u64)?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        // The lock is held across the copy so no page can be lent mid-copy.
+        let st = self.lock();
+        st.check_host_access(pages)?;
+        self.kernel_slice(offset, buf.len())?.copy_to(buf);
+        Ok(())
+    }
+
+    /// Write `buf` at `offset`; refused like [`GuestMemFile::read_at`].
+    pub fn write_at(&self, offset: u64, buf: &[u8]) -> Result<(), Error> {
+        self.host_accessible()?;
+        let pages = self.pages_touched(offset, buf.len() as u64)?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let st = self.lock();
+        st.check_host_access(pages)?;
+        self.kernel_slice(offset, buf.len())?.copy_from(buf);
+        Ok(())
+    }
+
+    /// Map `[offset, offset + len)` (whole pages) for host use. The view
+    /// blocks lending of its pages until dropped (SPEC GM-MM-6); refused
+    /// over lent pages and for private files.
+    pub fn view(&self, offset: u64, len: u64) -> Result<HostView, Error> {
+        self.host_accessible()?;
+        let pages = self.pages(offset, len)?;
+        if pages.is_empty() {
+            return Err(self.out_of_bounds(offset, len));
+        }
+        HostView::new(self, offset, len, pages)
+    }
+
+    /// Write on behalf of `vm`'s guest (the VM manager completing a guest
+    /// access). Allowed on pages bound to `vm`, lent or not; refused for
+    /// private files, whose memory no host mapping can reach.
+    pub fn write_for_guest(&self, vm: VmId, offset: u64, buf: &[u8]) -> Result<(), Error> {
+        self.host_accessible()?;
+        let pages = self.pages_touched(offset, buf.len() as u64)?;
+        let st = self.lock();
+        for (run, s) in st.runs(pages) {
+            if s.vm() != Some(vm) || matches!(s, PageState::Reclaiming(_)) {
+                return Err(Error::WrongState {
+                    offset: run.start * PAGE_SIZE,
+                    found: s,
+                    wanted: "a guest access",
+                });
+            }
+        }
+        self.kernel_slice(offset, buf.len())?.copy_from(buf);
+        Ok(())
+    }
+
+    /// Read on behalf of `vm`'s guest; the counterpart of
+    /// [`GuestMemFile::write_for_guest`].
+    pub fn read_for_guest(&self, vm: VmId, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+        self.host_accessible()?;
+        let pages = self.pages_touched(offset, buf.len() as u64)?;
+        let st = self.lock();
+        for (run, s) in st.runs(pages) {
+            if s.vm() != Some(vm) || matches!(s, PageState::Reclaiming(_)) {
+                return Err(Error::WrongState {
+                    offset: run.start * PAGE_SIZE,
+                    found: s,
+                    wanted: "a guest access",
+                });
+            }
+        }
+        self.kernel_slice(offset, buf.len())?.copy_to(buf);
+        Ok(())
+    }
+
+    // ----- page ownership ----------------------------------------------------
+
+    /// The state of the page holding `offset`.
+    pub fn page_state(&self, offset: u64) -> PageState {
+        self.lock().state(offset / PAGE_SIZE)
+    }
+
+    /// The state runs over `[offset, offset + len)` (whole pages), as byte
+    /// ranges.
+    pub fn page_states(
+        &self,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<(Range<u64>, PageState)>, Error> {
+        let pages = self.pages(offset, len)?;
+        Ok(self
+            .lock()
+            .runs(pages)
+            .into_iter()
+            .map(|(r, s)| (r.start * PAGE_SIZE..r.end * PAGE_SIZE, s))
+            .collect())
+    }
+
+    /// Number of live host views intersecting `[offset, offset + len)`.
+    pub fn views_over(&self, offset: u64, len: u64) -> usize {
+        let end = offset.saturating_add(len).div_ceil(PAGE_SIZE);
+        self.lock().views_over(offset / PAGE_SIZE..end)
+    }
+
+    /// A binding over this file now exists: its pages become shared with,
+    /// or lend-bound to, `vm`. All or nothing.
+    pub fn bind(&self, vm: VmId, b: &BindingInfo) -> Result<(), Error> {
+        let pages = self.pages(b.offset, b.size)?;
+        match b.access() {
+            Access::Share => {
+                self.host_accessible()?;
+                self.lock().share(pages, vm)
+            }
+            Access::Lend => self.lock().lend_bind(pages, vm),
+        }
+    }
+
+    /// The guest of `vm` touched the page at `offset`: lend the largest
+    /// range within `window` (byte range, whole pages) around it that is
+    /// bound to `vm` and has no host view, and return it. `Busy` if a host
+    /// view covers the touched page (SPEC GM-MM-6).
+    pub fn lend_around(
+        &self,
+        vm: VmId,
+        offset: u64,
+        window: Range<u64>,
+    ) -> Result<Range<u64>, Error> {
+        let window = self.pages(window.start, window.end.saturating_sub(window.start))?;
+        let r = self.lock().lend_around(offset / PAGE_SIZE, window, vm)?;
+        Ok(r.start * PAGE_SIZE..r.end * PAGE_SIZE)
+    }
+
+    /// The binding of `vm` over `[offset, offset + len)` is gone (UNMAP or
+    /// VM teardown; the VM manager already removed the guest's access):
+    /// the pages return to the host, lent ones zeroed first (DESIGN D5).
+    pub fn release(&self, vm: VmId, offset: u64, len: u64) -> Result<(), Error> {
+        let pages = self.pages(offset, len)?;
+        let mut st = self.lock();
+        let lent = st.release_check(pages.clone(), vm)?;
+        for run in lent {
+            self.zero(run)?;
+        }
+        st.release(pages, vm).map(drop)
+    }
+
+    /// Explicitly take lent pages in `[offset, offset + len)` back from
+    /// their guests (DESIGN D8: the only host reclaim besides UNMAP and
+    /// teardown). Runs the VM manager's hook, then zeroes the pages (D5);
+    /// they stay bound and the guest can take them again on its next touch
+    /// (SPEC L-5). Returns the number of bytes reclaimed.
+    pub fn reclaim(&self, offset: u64, len: u64) -> Result<u64, Error> {
+        let pages = self.pages(offset, len)?;
+        let runs = self.lock().begin_reclaim(pages)?;
+        if runs.is_empty() {
+            return Ok(0);
+        }
+        let ranges: Vec<LentRange> = runs
+            .iter()
+            .map(|(r, vm)| LentRange {
+                vm: *vm,
+                offset: r.start * PAGE_SIZE,
+                len: (r.end - r.start) * PAGE_SIZE,
+            })
+            .collect();
+        let hook = lock(&self.inner.hook).clone();
+        let result = match hook {
+            Some(hook) => hook.reclaim(self, &ranges),
+            None => Err(Error::ReclaimFailed {
+                offset,
+                len,
+                errno: libc::EBUSY,
+                reason: "no VM manager is registered to take the pages back".into(),
+            }),
+        };
+        let mut st = self.lock();
+        let result = result.and_then(|()| runs.iter().try_for_each(|(r, _)| self.zero(r.clone())));
+        st.finish_reclaim(&runs, result.is_ok());
+        result.map(|()| ranges.iter().map(|r| r.len).sum())
+    }
+
+    /// Zero (and free) pages: the guest's bytes must not reach the host.
+    fn zero(&self, pages: Range<u64>) -> Result<(), Error> {
+        let (offset, len) = (
+            pages.start * PAGE_SIZE,
+            (pages.end - pages.start) * PAGE_SIZE,
+        );
+        sys::fallocate(
+            self.as_fd(),
+            libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE,
+            offset,
+            len,
+        )
+    }
+
+    // ----- fallocate ---------------------------------------------------------
+
+    /// `fallocate(2)` with the rules of SPEC §2.2: allocate (KEEP_SIZE) or
+    /// punch hole (KEEP_SIZE | PUNCH_HOLE), whole pages only.
+    pub fn fallocate(&self, mode: i32, offset: u64, len: u64) -> Result<(), Error> {
+        const KEEP: i32 = libc::FALLOC_FL_KEEP_SIZE;
+        const PUNCH: i32 = libc::FALLOC_FL_PUNCH_HOLE;
+        // The order of checks follows the kernel (vfs_fallocate, then
+        // guest_memfd's own): sign, mode, overflow, alignment.
+        if len == 0 || offset > i64::MAX as u64 || len > i64::MAX as u64 {
+            return Err(Error::FallocateRange { offset, len });
+        }
+        if mode & !(KEEP | PUNCH) != 0 || mode & KEEP == 0 {
+            return Err(Error::FallocateMode(mode));
+        }
+        if offset + len > i64::MAX as u64 {
+            return Err(Error::FallocateTooLarge { offset, len });
+        }
+        if !offset.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
+            return Err(Error::FallocateRange { offset, len });
+        }
+        if mode & PUNCH != 0 {
+            self.punch_hole(offset, len)
+        } else {
+            self.allocate(offset, len)
+        }
+    }
+
+    /// Instantiate (zero-filled) every page of the range (SPEC GM-FA-4).
+    pub fn allocate(&self, offset: u64, len: u64) -> Result<(), Error> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.inner.size => {}
+            _ => {
+                return Err(Error::AllocateBeyondEnd {
+                    offset,
+                    len,
+                    size: self.inner.size,
+                });
+            }
+        }
+        self.pages(offset, len)?;
+        sys::fallocate(self.as_fd(), libc::FALLOC_FL_KEEP_SIZE, offset, len)
+    }
+
+    /// Free the range: it reads as zero afterwards, for host and guests
+    /// (SPEC GM-FA-5/6). The part past the end of the file is ignored.
+    /// Refused with `Busy`, nothing freed, if any page is lent (DESIGN D10).
+    pub fn punch_hole(&self, offset: u64, len: u64) -> Result<(), Error> {
+        let end = offset.saturating_add(len).min(self.inner.size);
+        if offset >= end {
+            return Ok(());
+        }
+        let pages = self.pages(offset, end - offset)?;
+        let st = self.lock();
+        st.check_punch(pages.clone())?;
+        self.zero(pages)
+    }
+}
+
+impl AsFd for GuestMemFile {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.file.as_fd()
+    }
+}
+
+impl AsRawFd for GuestMemFile {
+    fn as_raw_fd(&self) -> RawFd {
+        self.inner.file.as_raw_fd()
+    }
+}
+
+/// Lock a mutex, recovering from poisoning: the data under it is changed
+/// only by operations that check everything before they write, so a panic
+/// elsewhere cannot leave it half-updated.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

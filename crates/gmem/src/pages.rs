@@ -1,0 +1,572 @@
+//! Page ownership of one file, as pure data: who holds each page, and which
+//! page ranges the host currently has views of. Every transition checks the
+//! whole range first and changes nothing on error. No syscalls here; the
+//! file layer calls in under its lock and does the I/O.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use binding::{PAGE_SIZE, VmId};
+
+use crate::Error;
+
+/// Who holds a page of a guest memory file (DESIGN §6 invariant 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum PageState {
+    /// Not bound: only the host uses it.
+    #[default]
+    Host,
+    /// Bound with a share binding: host and guest both use it.
+    Shared(VmId),
+    /// Bound with a lend binding the guest has not touched yet: the host may
+    /// still use it (DESIGN D2), e.g. to load an image.
+    LendBound(VmId),
+    /// Lent: the guest has it and the host has no access.
+    Lent(VmId),
+    /// Lent, and being taken back from the guest right now.
+    Reclaiming(VmId),
+}
+
+impl PageState {
+    /// The VM the page is bound to, if any.
+    pub fn vm(self) -> Option<VmId> {
+        match self {
+            PageState::Host => None,
+            PageState::Shared(v)
+            | PageState::LendBound(v)
+            | PageState::Lent(v)
+            | PageState::Reclaiming(v) => Some(v),
+        }
+    }
+
+    /// True if the host must not touch the page.
+    pub fn is_lent(self) -> bool {
+        matches!(self, PageState::Lent(_) | PageState::Reclaiming(_))
+    }
+}
+
+impl std::fmt::Display for PageState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PageState::Host => f.write_str("host-owned"),
+            PageState::Shared(v) => write!(f, "shared with VM {v}"),
+            PageState::LendBound(v) => write!(f, "lend-bound to VM {v} (not yet touched)"),
+            PageState::Lent(v) => write!(f, "lent to VM {v}"),
+            PageState::Reclaiming(v) => write!(f, "being reclaimed from VM {v}"),
+        }
+    }
+}
+
+/// A map from page ranges to values, stored as runs: O(log n) per change
+/// in the number of runs. Pages without a run hold `T::default()`.
+#[derive(Debug, Clone, Default)]
+pub struct RangeMap<T> {
+    runs: BTreeMap<u64, (u64, T)>,
+}
+
+impl<T: Copy + PartialEq + Default> RangeMap<T> {
+    /// An empty map: every page holds the default.
+    pub fn new() -> Self {
+        RangeMap {
+            runs: BTreeMap::new(),
+        }
+    }
+
+    /// The value of one page.
+    pub fn get(&self, page: u64) -> T {
+        match self.runs.range(..=page).next_back() {
+            Some((_, &(end, v))) if end > page => v,
+            _ => T::default(),
+        }
+    }
+
+    /// The runs covering `r` exactly, default gaps included, in order.
+    pub fn runs(&self, r: Range<u64>) -> Vec<(Range<u64>, T)> {
+        let mut out: Vec<(Range<u64>, T)> = Vec::new();
+        let mut push = |range: Range<u64>, v: T| {
+            if range.is_empty() {
+                return;
+            }
+            match out.last_mut() {
+                Some((last, lv)) if last.end == range.start && *lv == v => last.end = range.end,
+                _ => out.push((range, v)),
+            }
+        };
+        let mut at = r.start;
+        let first = self
+            .runs
+            .range(..r.start)
+            .next_back()
+            .filter(|(_, (end, _))| *end > r.start);
+        for (&start, &(end, v)) in first.into_iter().chain(self.runs.range(r.start..r.end)) {
+            let start = start.max(r.start);
+            push(at..start, T::default());
+            let end = end.min(r.end);
+            push(start..end, v);
+            at = end;
+        }
+        push(at..r.end, T::default());
+        out
+    }
+
+    /// Set every page of `r` to `v`.
+    pub fn set(&mut self, r: Range<u64>, v: T) {
+        if r.is_empty() {
+            return;
+        }
+        // Cut the run that straddles r.start (it may also straddle r.end).
+        if let Some((&start, &(end, old))) = self.runs.range(..r.start).next_back()
+            && end > r.start
+        {
+            self.runs.insert(start, (r.start, old));
+            if end > r.end {
+                self.runs.insert(r.end, (end, old));
+            }
+        }
+        // Drop the runs that start inside r, keeping what sticks out.
+        let inside: Vec<u64> = self.runs.range(r.start..r.end).map(|(&k, _)| k).collect();
+        for k in inside {
+            if let Some((end, old)) = self.runs.remove(&k)
+                && end > r.end
+            {
+                self.runs.insert(r.end, (end, old));
+            }
+        }
+        if v == T::default() {
+            return;
+        }
+        // Insert, merging with equal neighbours so runs stay maximal.
+        let mut start = r.start;
+        let mut end = r.end;
+        if let Some((&ps, &(pe, pv))) = self.runs.range(..start).next_back()
+            && pe == start
+            && pv == v
+        {
+            self.runs.remove(&ps);
+            start = ps;
+        }
+        if let Some(&(ne, nv)) = self.runs.get(&end)
+            && nv == v
+        {
+            self.runs.remove(&end);
+            end = ne;
+        }
+        self.runs.insert(start, (end, v));
+    }
+
+    /// Number of stored runs (for tests and metrics).
+    pub fn run_count(&self) -> usize {
+        self.runs.len()
+    }
+}
+
+/// Page ownership plus the table of live host views of one file.
+#[derive(Debug)]
+pub struct Ownership {
+    pages: u64,
+    states: RangeMap<PageState>,
+    /// Live host views by id. Few at a time, so lookups scan them.
+    views: BTreeMap<u64, Range<u64>>,
+    next_view: u64,
+}
+
+fn byte(page: u64) -> u64 {
+    page * PAGE_SIZE
+}
+
+impl Ownership {
+    /// Ownership of a file of `pages` pages, all host-owned, no views.
+    pub fn new(pages: u64) -> Ownership {
+        Ownership {
+            pages,
+            states: RangeMap::new(),
+            views: BTreeMap::new(),
+            next_view: 0,
+        }
+    }
+
+    /// Number of pages in the file.
+    pub fn pages(&self) -> u64 {
+        self.pages
+    }
+
+    fn check(&self, r: &Range<u64>) -> Result<(), Error> {
+        if r.start > r.end || r.end > self.pages {
+            return Err(Error::OutOfBounds {
+                offset: byte(r.start),
+                len: byte(r.end.saturating_sub(r.start)),
+                size: byte(self.pages),
+            });
+        }
+        Ok(())
+    }
+
+    /// The state of one page.
+    pub fn state(&self, page: u64) -> PageState {
+        self.states.get(page)
+    }
+
+    /// The state runs covering `r`.
+    pub fn runs(&self, r: Range<u64>) -> Vec<(Range<u64>, PageState)> {
+        self.states.runs(r)
+    }
+
+    /// Every page of `r` must satisfy `ok`; else the first that does not.
+    fn require(
+        &self,
+        r: &Range<u64>,
+        wanted: &'static str,
+        ok: impl Fn(PageState) -> bool,
+    ) -> Result<(), Error> {
+        self.check(r)?;
+        match self
+            .states
+            .runs(r.clone())
+            .into_iter()
+            .find(|(_, s)| !ok(*s))
+        {
+            Some((run, found)) => Err(Error::WrongState {
+                offset: byte(run.start),
+                found,
+                wanted,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Host-owned pages become shared with `vm` (a share binding).
+    pub fn share(&mut self, r: Range<u64>, vm: VmId) -> Result<(), Error> {
+        self.require(&r, "sharing", |s| s == PageState::Host)?;
+        self.states.set(r, PageState::Shared(vm));
+        Ok(())
+    }
+
+    /// Host-owned pages become lend-bound to `vm` (a lend binding).
+    pub fn lend_bind(&mut self, r: Range<u64>, vm: VmId) -> Result<(), Error> {
+        self.require(&r, "lend binding", |s| s == PageState::Host)?;
+        self.states.set(r, PageState::LendBound(vm));
+        Ok(())
+    }
+
+    /// The guest of `vm` touched `page`: lend the largest range inside
+    /// `window` around it whose pages are lend-bound to (or lent to) `vm`
+    /// and have no host view, and return it. Refused with `Busy` if a view
+    /// covers `page` itself (SPEC GM-MM-6).
+    pub fn lend_around(
+        &mut self,
+        page: u64,
+        window: Range<u64>,
+        vm: VmId,
+    ) -> Result<Range<u64>, Error> {
+        self.check(&window)?;
+        if !window.contains(&page) {
+            return Err(Error::OutOfBounds {
+                offset: byte(page),
+                len: PAGE_SIZE,
+                size: byte(self.pages),
+            });
+        }
+        let lendable = |s: PageState| s == PageState::LendBound(vm) || s == PageState::Lent(vm);
+        let found = self.state(page);
+        if !lendable(found) {
+            return Err(Error::WrongState {
+                offset: byte(page),
+                found,
+                wanted: "lending",
+            });
+        }
+        let (mut lo, mut hi) = (window.start, window.end);
+        let blockers = self
+            .states
+            .runs(window.clone())
+            .into_iter()
+            .filter(|(_, s)| !lendable(*s))
+            .map(|(r, _)| r)
+            .chain(self.views.values().cloned());
+        for b in blockers {
+            if b.end <= lo || b.start >= hi {
+                continue;
+            }
+            if b.contains(&page) {
+                return Err(Error::Busy {
+                    offset: byte(page),
+                    why: "the host has a view of it",
+                });
+            }
+            if b.end <= page {
+                lo = b.end;
+            } else {
+                hi = b.start;
+            }
+        }
+        self.states.set(lo..hi, PageState::Lent(vm));
+        Ok(lo..hi)
+    }
+
+    /// Start taking lent pages in `r` back: they become `Reclaiming` (the
+    /// guest cannot be given them meanwhile). Returns the runs per VM.
+    pub fn begin_reclaim(&mut self, r: Range<u64>) -> Result<Vec<(Range<u64>, VmId)>, Error> {
+        self.check(&r)?;
+        let runs = self.states.runs(r);
+        if let Some((run, _)) = runs
+            .iter()
+            .find(|(_, s)| matches!(s, PageState::Reclaiming(_)))
+        {
+            return Err(Error::Busy {
+                offset: byte(run.start),
+                why: "another reclaim of it is in progress",
+            });
+        }
+        let lent: Vec<(Range<u64>, VmId)> = runs
+            .into_iter()
+            .filter_map(|(run, s)| match s {
+                PageState::Lent(vm) => Some((run, vm)),
+                _ => None,
+            })
+            .collect();
+        for (run, vm) in &lent {
+            self.states.set(run.clone(), PageState::Reclaiming(*vm));
+        }
+        Ok(lent)
+    }
+
+    /// Finish a reclaim: on success the pages are lend-bound again (the
+    /// binding still exists, SPEC L-5); on failure they stay lent.
+    pub fn finish_reclaim(&mut self, runs: &[(Range<u64>, VmId)], ok: bool) {
+        for (run, vm) in runs {
+            let next = if ok {
+                PageState::LendBound(*vm)
+            } else {
+                PageState::Lent(*vm)
+            };
+            self.states.set(run.clone(), next);
+        }
+    }
+
+    /// The binding of `vm` over `r` is gone: the pages return to the host.
+    /// Returns the runs that were lent, whose content must be zeroed before
+    /// the host can see it (DESIGN D5).
+    pub fn release(&mut self, r: Range<u64>, vm: VmId) -> Result<Vec<Range<u64>>, Error> {
+        let lent = self.release_check(r.clone(), vm)?;
+        self.states.set(r, PageState::Host);
+        Ok(lent)
+    }
+
+    /// What [`Ownership::release`] would do, without doing it: the lent
+    /// runs to zero, or why the release is refused.
+    pub fn release_check(&self, r: Range<u64>, vm: VmId) -> Result<Vec<Range<u64>>, Error> {
+        self.require(&r, "release", |s| {
+            matches!(s, PageState::Shared(v) | PageState::LendBound(v) | PageState::Lent(v) if v == vm)
+        })?;
+        Ok(self
+            .states
+            .runs(r)
+            .into_iter()
+            .filter(|(_, s)| matches!(s, PageState::Lent(_)))
+            .map(|(run, _)| run)
+            .collect())
+    }
+
+    /// The host may access `r`: no page in it is lent (DESIGN D4: one lent
+    /// page refuses the whole access).
+    pub fn check_host_access(&self, r: Range<u64>) -> Result<(), Error> {
+        self.check(&r)?;
+        match self.states.runs(r).into_iter().find(|(_, s)| s.is_lent()) {
+            Some((run, s)) => Err(Error::Lent {
+                offset: byte(run.start),
+                vm: s.vm().unwrap_or(VmId(u32::MAX)),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Punch hole may free `r`: no page in it is lent (DESIGN D10).
+    pub fn check_punch(&self, r: Range<u64>) -> Result<(), Error> {
+        self.check(&r)?;
+        match self.states.runs(r).into_iter().find(|(_, s)| s.is_lent()) {
+            Some((run, _)) => Err(Error::Busy {
+                offset: byte(run.start),
+                why: "it is lent to a VM and cannot be freed (reclaim it first)",
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Register a host view of `r`; refused over lent pages.
+    pub fn add_view(&mut self, r: Range<u64>) -> Result<u64, Error> {
+        self.check_host_access(r.clone())?;
+        let id = self.next_view;
+        self.next_view += 1;
+        self.views.insert(id, r);
+        Ok(id)
+    }
+
+    /// Forget a host view (after it was unmapped).
+    pub fn remove_view(&mut self, id: u64) {
+        self.views.remove(&id);
+    }
+
+    /// Number of live host views that intersect `r`.
+    pub fn views_over(&self, r: Range<u64>) -> usize {
+        self.views
+            .values()
+            .filter(|v| v.start < r.end && r.start < v.end)
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const A: VmId = VmId(1);
+    const B: VmId = VmId(2);
+
+    /// A page-by-page model of `RangeMap`.
+    fn model_runs(model: &[u8], r: Range<u64>) -> Vec<(Range<u64>, u8)> {
+        let mut out: Vec<(Range<u64>, u8)> = Vec::new();
+        for p in r {
+            let v = model[p as usize];
+            match out.last_mut() {
+                Some((last, lv)) if *lv == v => last.end = p + 1,
+                _ => out.push((p..p + 1, v)),
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn range_map_matches_a_page_array(
+            ops in proptest::collection::vec((0u64..64, 0u64..64, 0u8..3), 1..60),
+            query in (0u64..64, 0u64..64),
+        ) {
+            let mut map = RangeMap::<u8>::new();
+            let mut model = vec![0u8; 64];
+            for (a, b, v) in ops {
+                let r = a.min(b)..a.max(b);
+                map.set(r.clone(), v);
+                for p in r { model[p as usize] = v; }
+                // Runs are maximal and never store the default.
+                let all = map.runs(0..64);
+                prop_assert_eq!(&all, &model_runs(&model, 0..64));
+                let stored = all.iter().filter(|(_, v)| *v != 0).count();
+                prop_assert_eq!(map.run_count(), stored);
+            }
+            let q = query.0.min(query.1)..query.0.max(query.1);
+            prop_assert_eq!(map.runs(q.clone()), model_runs(&model, q));
+            for p in 0..64 { prop_assert_eq!(map.get(p), model[p as usize]); }
+        }
+    }
+
+    #[test]
+    fn share_and_lend_bind_need_host_owned_pages() {
+        let mut o = Ownership::new(16);
+        o.share(0..4, A).unwrap();
+        o.lend_bind(4..8, A).unwrap();
+        let err = o.lend_bind(3..6, B).unwrap_err();
+        assert!(
+            matches!(err, Error::WrongState { offset: 0x3000, .. }),
+            "{err}"
+        );
+        // Nothing changed by the failed call.
+        assert_eq!(o.state(3), PageState::Shared(A));
+        assert_eq!(o.state(5), PageState::LendBound(A));
+        assert_eq!(o.state(8), PageState::Host);
+    }
+
+    #[test]
+    fn lend_around_takes_the_largest_viewless_range_in_the_window() {
+        let mut o = Ownership::new(32);
+        o.lend_bind(0..32, A).unwrap();
+        let v = o.add_view(10..12).unwrap();
+        // Touching page 4 lends [0, 10): the view at 10..12 stops it.
+        assert_eq!(o.lend_around(4, 0..16, A).unwrap(), 0..10);
+        // Touching page 14 lends [12, 16): window end and the view bound it.
+        assert_eq!(o.lend_around(14, 0..16, A).unwrap(), 12..16);
+        // SPEC GM-MM-6: the viewed page itself is refused.
+        let err = o.lend_around(10, 0..16, A).unwrap_err();
+        assert_eq!(err.errno(), libc::EBUSY);
+        assert_eq!(o.state(10), PageState::LendBound(A));
+        o.remove_view(v);
+        assert_eq!(o.lend_around(10, 0..16, A).unwrap(), 0..16);
+        // Pages of another VM or unbound pages are never lent.
+        let mut o = Ownership::new(8);
+        o.lend_bind(2..4, A).unwrap();
+        o.lend_bind(4..6, B).unwrap();
+        assert_eq!(o.lend_around(3, 0..8, A).unwrap(), 2..4);
+        assert!(o.lend_around(6, 0..8, A).is_err());
+        assert!(o.lend_around(4, 0..8, A).is_err());
+    }
+
+    #[test]
+    fn lent_pages_refuse_host_access_views_and_punch() {
+        let mut o = Ownership::new(8);
+        o.lend_bind(0..8, A).unwrap();
+        // DESIGN D2: lend-bound but untouched pages are still host-usable.
+        o.check_host_access(0..8).unwrap();
+        o.lend_around(2, 2..3, A).unwrap();
+        // DESIGN D4: one lent page refuses the whole range.
+        let err = o.check_host_access(0..8).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Lent {
+                    offset: 0x2000,
+                    vm: A
+                }
+            ),
+            "{err}"
+        );
+        assert!(o.add_view(1..3).is_err());
+        assert_eq!(o.views_over(0..8), 0);
+        // DESIGN D10 / SPEC GM-FA-7.
+        assert_eq!(o.check_punch(0..8).unwrap_err().errno(), libc::EBUSY);
+        o.check_punch(3..8).unwrap();
+    }
+
+    #[test]
+    fn reclaim_returns_pages_to_lend_bound_or_back_to_lent() {
+        let mut o = Ownership::new(8);
+        o.lend_bind(0..8, A).unwrap();
+        o.lend_around(0, 0..8, A).unwrap();
+        let runs = o.begin_reclaim(2..4).unwrap();
+        assert_eq!(runs, vec![(2..4, A)]);
+        assert_eq!(o.state(2), PageState::Reclaiming(A));
+        // The guest cannot re-take a page under reclaim.
+        assert!(o.lend_around(2, 0..8, A).is_err());
+        assert!(o.begin_reclaim(3..5).is_err());
+        o.finish_reclaim(&runs, true);
+        assert_eq!(o.state(2), PageState::LendBound(A));
+        // SPEC L-5: a reclaimed page can be lent again.
+        assert_eq!(o.lend_around(2, 2..4, A).unwrap(), 2..4);
+        let runs = o.begin_reclaim(0..8).unwrap();
+        o.finish_reclaim(&runs, false);
+        assert_eq!(o.runs(0..8), vec![(0..8, PageState::Lent(A))]);
+    }
+
+    #[test]
+    fn release_returns_everything_and_reports_lent_runs() {
+        let mut o = Ownership::new(12);
+        o.lend_bind(0..8, A).unwrap();
+        o.share(8..12, A).unwrap();
+        o.lend_around(1, 1..3, A).unwrap();
+        o.lend_around(6, 5..7, A).unwrap();
+        // Another VM's release of the range is refused and changes nothing.
+        assert!(o.release(0..12, B).is_err());
+        assert_eq!(o.state(1), PageState::Lent(A));
+        let lent = o.release(0..12, A).unwrap();
+        assert_eq!(lent, vec![1..3, 5..7]);
+        assert_eq!(o.runs(0..12), vec![(0..12, PageState::Host)]);
+    }
+
+    #[test]
+    fn ranges_outside_the_file_are_errors() {
+        let mut o = Ownership::new(4);
+        assert_eq!(o.share(2..5, A).unwrap_err().errno(), libc::EFAULT);
+        assert!(o.check_host_access(4..5).is_err());
+        assert!(o.lend_around(9, 0..4, A).is_err());
+        assert_eq!(o.runs(0..4), vec![(0..4, PageState::Host)]);
+    }
+}

@@ -1,0 +1,64 @@
+//! The few raw system calls guest memory files need that the rust-vmm crates
+//! do not wrap. Each returns the OS error as `Error::Os`.
+
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use crate::Error;
+
+/// `memfd_create(name, flags)`.
+pub fn memfd_create(name: &CStr, flags: libc::c_uint) -> Result<OwnedFd, Error> {
+    // SAFETY: `name` is a valid NUL-terminated string; the call only reads it.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(Error::os("memfd_create"));
+    }
+    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `ftruncate(fd, size)`.
+pub fn ftruncate(fd: BorrowedFd<'_>, size: u64) -> Result<(), Error> {
+    let size = libc::off_t::try_from(size).map_err(|_| Error::BadSize(size))?;
+    // SAFETY: plain syscall on a descriptor we own; no memory is passed.
+    if unsafe { libc::ftruncate(fd.as_raw_fd(), size) } < 0 {
+        return Err(Error::os("ftruncate"));
+    }
+    Ok(())
+}
+
+/// Add memfd seals.
+pub fn add_seals(fd: BorrowedFd<'_>, seals: libc::c_int) -> Result<(), Error> {
+    // SAFETY: plain fcntl on a descriptor we own; no memory is passed.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
+        return Err(Error::os("fcntl(F_ADD_SEALS)"));
+    }
+    Ok(())
+}
+
+/// Set or clear close-on-exec.
+pub fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> Result<(), Error> {
+    let flags = if on { libc::FD_CLOEXEC } else { 0 };
+    // SAFETY: plain fcntl on a descriptor we own; no memory is passed.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, flags) } < 0 {
+        return Err(Error::os("fcntl(F_SETFD)"));
+    }
+    Ok(())
+}
+
+/// `fallocate(fd, mode, offset, len)`; the caller validated the range.
+pub fn fallocate(
+    fd: BorrowedFd<'_>,
+    mode: libc::c_int,
+    offset: u64,
+    len: u64,
+) -> Result<(), Error> {
+    let (Ok(off), Ok(n)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(Error::FallocateTooLarge { offset, len });
+    };
+    // SAFETY: plain syscall on a descriptor we own; no memory is passed.
+    if unsafe { libc::fallocate(fd.as_raw_fd(), mode, off, n) } < 0 {
+        return Err(Error::os("fallocate"));
+    }
+    Ok(())
+}
