@@ -432,6 +432,13 @@ impl GuestMemFile {
         Ok(r.start * PAGE_SIZE..r.end * PAGE_SIZE)
     }
 
+    /// Undo a lend the guest never received (the VM manager could not
+    /// install it): the pages become lend-bound again, content kept.
+    pub fn cancel_lend(&self, vm: VmId, offset: u64, len: u64) -> Result<(), Error> {
+        let pages = self.pages(offset, len)?;
+        self.lock().cancel_lend(pages, vm)
+    }
+
     /// The binding of `vm` over `[offset, offset + len)` is gone (UNMAP or
     /// VM teardown; the VM manager already removed the guest's access):
     /// the pages return to the host, lent ones zeroed first (DESIGN D5).

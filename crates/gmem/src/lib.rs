@@ -58,6 +58,9 @@ pub use caps::{
     KVM_CAP_GUEST_MEMFD_FLAGS, KVM_MEM_GUEST_MEMFD,
 };
 pub use error::Error;
+
+/// Result of guest memory file operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub use file::{GuestMemFile, Kind, LentRange, Mode, ReclaimHook};
 pub use pages::PageState;
 pub use view::HostView;

@@ -303,6 +303,16 @@ impl Ownership {
         Ok(lo..hi)
     }
 
+    /// Undo a lend the guest never saw (installing it failed): lent pages
+    /// of `vm` in `r` become lend-bound again, content untouched.
+    pub fn cancel_lend(&mut self, r: Range<u64>, vm: VmId) -> Result<(), Error> {
+        self.require(&r, "cancelling a lend", |s| {
+            s == PageState::Lent(vm) || s == PageState::LendBound(vm)
+        })?;
+        self.states.set(r, PageState::LendBound(vm));
+        Ok(())
+    }
+
     /// Start taking lent pages in `r` back: they become `Reclaiming` (the
     /// guest cannot be given them meanwhile). Returns the runs per VM.
     pub fn begin_reclaim(&mut self, r: Range<u64>) -> Result<Vec<(Range<u64>, VmId)>, Error> {

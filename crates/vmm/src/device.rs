@@ -1,0 +1,260 @@
+//! The device: `/dev/kvm`, what it supports, and the state every VM of this
+//! process shares (the binding registry is global because file ranges are
+//! exclusive across VMs, SPEC B-ADD-9).
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use binding::FileId;
+use gmem::{GuestMemFile, GuestMemfdSupport, LentRange, ReclaimHook};
+use kvm_bindings::CpuId;
+use kvm_ioctls::{Cap, Kvm};
+
+use crate::memory::State;
+use crate::{Error, Result, Vm};
+
+/// What this host's KVM offers, probed once when the device is opened.
+#[derive(Debug, Clone)]
+pub struct Capabilities {
+    /// `KVM_GET_API_VERSION` (12 on every supported kernel).
+    pub api_version: i32,
+    /// `KVM_CREATE_GUEST_MEMFD` and its supported flags.
+    pub guest_memfd: GuestMemfdSupport,
+    /// Memslots per address space.
+    pub memslots: usize,
+    /// Recommended and maximum vCPUs per VM.
+    pub max_vcpus: usize,
+    /// Largest vCPU id + 1.
+    pub max_vcpu_id: usize,
+    /// Read-only memslots (used to enforce no-write on memfd bindings).
+    pub readonly_memslots: bool,
+    /// The KVM backend is PVM (no VMX/SVM): CPL0 guest code is emulated.
+    pub pvm: bool,
+}
+
+/// `/dev/kvm`, opened and probed.
+#[derive(Clone)]
+pub struct Device {
+    pub(crate) shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) kvm: Kvm,
+    pub(crate) caps: Capabilities,
+    state: Mutex<State>,
+    cpuid: OnceLock<std::result::Result<CpuId, i32>>,
+}
+
+impl Shared {
+    /// The one lock over the registry, files and every VM's memslots.
+    /// Lock order: this lock, then a guest memory file's own lock.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `KVM_GET_SUPPORTED_CPUID`, asked once per process.
+    pub(crate) fn supported_cpuid(&self) -> Result<CpuId> {
+        self.cpuid
+            .get_or_init(|| {
+                self.kvm
+                    .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+                    .map_err(|e| e.errno())
+            })
+            .clone()
+            .map_err(|errno| Error::Kvm {
+                op: "KVM_GET_SUPPORTED_CPUID",
+                source: std::io::Error::from_raw_os_error(errno),
+            })
+    }
+}
+
+fn require(kvm: &Kvm, cap: Cap, what: &str) -> Result<()> {
+    if kvm.check_extension(cap) {
+        Ok(())
+    } else {
+        Err(Error::Unsupported(format!("KVM lacks {what} ({cap:?})")))
+    }
+}
+
+impl Device {
+    /// Open `/dev/kvm` and check that it has what lendvm needs.
+    pub fn open() -> Result<Device> {
+        let kvm = Kvm::new().map_err(|e| Error::Kvm {
+            op: "open /dev/kvm",
+            source: std::io::Error::from_raw_os_error(e.errno()),
+        })?;
+        let api_version = kvm.get_api_version();
+        if api_version != 12 {
+            return Err(Error::Unsupported(format!(
+                "KVM API version {api_version}, lendvm needs 12"
+            )));
+        }
+        require(&kvm, Cap::UserMemory, "user memory regions")?;
+        require(&kvm, Cap::SyncRegs, "synchronised registers")?;
+        require(&kvm, Cap::ImmediateExit, "immediate_exit")?;
+        require(&kvm, Cap::Irqfd, "irqfd")?;
+        require(&kvm, Cap::Ioeventfd, "ioeventfd")?;
+        require(&kvm, Cap::Irqchip, "an in-kernel irqchip")?;
+        let gmem_available = kvm.check_extension_raw(gmem::KVM_CAP_GUEST_MEMFD.into()) > 0;
+        let guest_memfd = GuestMemfdSupport {
+            available: gmem_available,
+            flags: if gmem_available {
+                u64::try_from(kvm.check_extension_raw(gmem::KVM_CAP_GUEST_MEMFD_FLAGS.into()))
+                    .unwrap_or(0)
+            } else {
+                0
+            },
+        };
+        let caps = Capabilities {
+            api_version,
+            guest_memfd,
+            memslots: kvm.get_nr_memslots(),
+            max_vcpus: kvm.get_max_vcpus(),
+            max_vcpu_id: kvm.get_max_vcpu_id(),
+            readonly_memslots: kvm.check_extension(Cap::ReadonlyMem),
+            pvm: std::path::Path::new("/sys/module/kvm_pvm").exists(),
+        };
+        Ok(Device {
+            shared: Arc::new(Shared {
+                kvm,
+                caps,
+                state: Mutex::new(State::default()),
+                cpuid: OnceLock::new(),
+            }),
+        })
+    }
+
+    /// What the host supports.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.shared.caps
+    }
+
+    /// Create a VM (SPEC B-VM-1: type 0).
+    pub fn create_vm(&self) -> Result<Vm> {
+        Vm::new(self.shared.clone())
+    }
+
+    /// Create a VM with a raw type argument: anything but 0 is EINVAL
+    /// (SPEC B-VM-1).
+    pub fn create_vm_with_type(&self, vm_type: u64) -> Result<Vm> {
+        if vm_type != 0 {
+            return Err(Error::Invalid(format!(
+                "VM type {vm_type} is not supported: the only VM type is 0"
+            )));
+        }
+        self.create_vm()
+    }
+
+    /// Create a free-standing guest memory file (the Gunyah model): a
+    /// sealed memfd of `size` bytes, bindable into any VM of this device.
+    /// `flags` are `binding::file_flags` (SPEC GM-1, GM-2).
+    pub fn create_guest_mem(&self, size: u64, flags: u64) -> Result<GuestMem> {
+        let mut st = self.shared.lock();
+        // Validate in the registry first: its errors are the SPEC's.
+        let id = st.bindings.create_file(size, flags)?;
+        let file = match GuestMemFile::memfd(size, flags) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = st.bindings.close_file(id);
+                return Err(e.into());
+            }
+        };
+        Ok(GuestMem::register(&self.shared, &mut st, file, id))
+    }
+}
+
+/// A guest memory file registered with the VM manager: what
+/// [`Device::create_guest_mem`] and [`Vm::create_guest_memfd`] return. Its
+/// descriptor number is what `gunyah_map_mem_args::guest_mem_fd` names.
+///
+/// Dropping it closes the caller's reference; bindings keep the file alive
+/// until they are removed (SPEC GM-LT-1).
+pub struct GuestMem {
+    file: GuestMemFile,
+    id: FileId,
+    shared: Arc<Shared>,
+}
+
+impl GuestMem {
+    pub(crate) fn register(
+        shared: &Arc<Shared>,
+        st: &mut State,
+        file: GuestMemFile,
+        id: FileId,
+    ) -> GuestMem {
+        file.set_reclaim_hook(Arc::new(Reclaimer {
+            shared: Arc::downgrade(shared),
+            file: id,
+        }));
+        st.add_file(id, file.clone());
+        GuestMem {
+            file,
+            id,
+            shared: shared.clone(),
+        }
+    }
+
+    /// The file's id in the binding registry.
+    pub fn id(&self) -> FileId {
+        self.id
+    }
+
+    /// The descriptor number, for the raw MAP_MEM argument.
+    pub fn fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+
+    /// The file itself: host access, views, fallocate, page states.
+    pub fn file(&self) -> &GuestMemFile {
+        &self.file
+    }
+}
+
+impl std::ops::Deref for GuestMem {
+    type Target = GuestMemFile;
+    fn deref(&self) -> &GuestMemFile {
+        &self.file
+    }
+}
+
+impl std::fmt::Debug for GuestMem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestMem")
+            .field("id", &self.id)
+            .field("file", &self.file)
+            .finish()
+    }
+}
+
+impl Drop for GuestMem {
+    fn drop(&mut self) {
+        self.shared.lock().close_file(self.id);
+    }
+}
+
+/// The VM manager's reclaim hook: take lent pages away from their guests
+/// by removing them from the KVM memslots (SPEC L-1).
+struct Reclaimer {
+    shared: std::sync::Weak<Shared>,
+    file: FileId,
+}
+
+impl ReclaimHook for Reclaimer {
+    fn reclaim(&self, _file: &GuestMemFile, ranges: &[LentRange]) -> gmem::Result<()> {
+        let Some(shared) = self.shared.upgrade() else {
+            // No device, so no VM can hold the pages any more.
+            return Ok(());
+        };
+        let mut st = shared.lock();
+        for r in ranges {
+            st.unmap_file_range(r.vm, self.file, r.offset, r.len)
+                .map_err(|e| gmem::Error::ReclaimFailed {
+                    offset: r.offset,
+                    len: r.len,
+                    errno: e.errno(),
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,101 @@
+//! The lendvm VM manager on KVM.
+//!
+//! Real KVM VMs whose memory comes only through bindings of guest memory
+//! files, driven by the Gunyah VM API (seed 004): create a VM, bind memory
+//! with MAP_MEM (share or lend), add functions (vCPUs, irqfds, ioeventfds),
+//! set the boot context and DTB, START, and run vCPUs that return MMIO,
+//! PAGE_FAULT and STATUS exits.
+//!
+//! ```no_run
+//! use binding::{Access, Perms};
+//! use vmm::{Device, Exit};
+//!
+//! let dev = Device::open()?;
+//! let vm = dev.create_vm()?;
+//! let ram = vm.create_guest_memfd(16 << 20, gmem::Mode::HostMappable)?;
+//! vm.bind(&ram, 0x10_0000, 0, 16 << 20, Access::Lend, Perms::RWX)?;
+//! let mut vcpu = vm.add_vcpu(0)?;
+//! vm.set_dtb_config(&uapi::gunyah_vm_dtb_config { guest_phys_addr: 0x10_0000, size: 4096 })?;
+//! vm.start()?;
+//! match vcpu.run()? {
+//!     Exit::Mmio { phys_addr, .. } => println!("MMIO at {phys_addr:#x}"),
+//!     other => println!("{other:?}"),
+//! }
+//! # Ok::<(), vmm::Error>(())
+//! ```
+//!
+//! Decisions the SPEC leaves open on KVM are DESIGN.md §4's D1–D10; see
+//! [`DECISIONS`].
+
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![deny(missing_docs)]
+
+mod device;
+mod error;
+pub mod functions;
+pub mod holding_cell;
+pub mod images;
+pub mod loader;
+mod memory;
+pub mod native_abi;
+mod ports;
+mod vcpu;
+mod vm;
+mod x86;
+
+pub use device::{Capabilities, Device, GuestMem};
+pub use error::{Error, Result};
+pub use memory::MemoryStats;
+pub use ports::{Console, PortDevice};
+pub use vcpu::{Crash, Exit, ExitInfo, Kicker, ResumeAction, Status, Vcpu, exit_kind};
+pub use vm::{BootReg, Function, Vm, VmMetrics};
+
+/// DESIGN §4: how lendvm settles each question the SPEC leaves open on KVM.
+pub const DECISIONS: &[(&str, &str, &str)] = &[
+    (
+        "D1",
+        "access to an unbound guest address",
+        "inside the MMIO window (default [3 GiB, 4 GiB)) an MMIO exit; elsewhere a PAGE_FAULT exit with -ENOENT",
+    ),
+    (
+        "D2",
+        "when a lend-bound page stops being host-accessible",
+        "at the guest's first touch; until then the host may use it; a live host view at touch time gives PAGE_FAULT -EPERM",
+    ),
+    (
+        "D3",
+        "permissions KVM cannot enforce",
+        "no-write on guest_memfd bindings refused at MAP_MEM (EINVAL); enforced with read-only slots on memfd; no-exec advisory",
+    ),
+    (
+        "D4",
+        "host access spanning lent and non-lent pages",
+        "refused whole (Error::Lent), no partial data",
+    ),
+    (
+        "D5",
+        "content of a lent page when it returns to the host",
+        "zeroed first (UNMAP, explicit reclaim, VM teardown); shared pages keep their content",
+    ),
+    ("D6", "share binding of a private guest_memfd", "EINVAL"),
+    (
+        "D7",
+        "resume action FAULT",
+        "the guest receives #PF (vector 14) with CR2 = the guest physical address; no handler: the VM ends CRASHED",
+    ),
+    (
+        "D8",
+        "host reclaim",
+        "only through an explicit call (GuestMemFile::reclaim), UNMAP or teardown; host access never reclaims",
+    ),
+    (
+        "D9",
+        "unknown port I/O",
+        "counted and ignored: reads return all ones",
+    ),
+    (
+        "D10",
+        "punch hole over lent pages",
+        "EBUSY, nothing freed; share-bound and untouched lend-bound pages are freed and read zero",
+    ),
+];

@@ -1,0 +1,120 @@
+//! Port I/O: lendvm's built-in devices. The console and exit ports of the
+//! native ABI are always there; boot paths add legacy devices (a UART, the
+//! i8042 reset line). Ports nobody handles are counted and ignored (DESIGN
+//! D9): reads return all ones, writes are dropped.
+
+use std::io::Write;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use crate::native_abi::{CONSOLE_PORT, EXIT_PORT};
+use crate::vcpu::{ExitInfo, Status, exit_kind};
+
+/// Where console output (the native console port, a UART) goes.
+#[derive(Clone, Default)]
+pub enum Console {
+    /// The process's standard output.
+    #[default]
+    Stdout,
+    /// An in-memory buffer the caller can read (tests, reports).
+    Buffer(Arc<Mutex<Vec<u8>>>),
+    /// Discarded.
+    Off,
+}
+
+impl Console {
+    /// Write guest console bytes.
+    pub fn write(&self, bytes: &[u8]) {
+        match self {
+            Console::Stdout => {
+                let mut out = std::io::stdout().lock();
+                // A console that cannot be written (closed stdout) must not
+                // stop the guest.
+                let _ = out.write_all(bytes);
+                let _ = out.flush();
+            }
+            Console::Buffer(b) => b
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(bytes),
+            Console::Off => {}
+        }
+    }
+}
+
+/// A device on the port bus.
+pub trait PortDevice: Send {
+    /// The ports it answers.
+    fn ports(&self) -> Range<u16>;
+    /// A guest read of `data.len()` bytes from `port`.
+    fn read(&mut self, port: u16, data: &mut [u8]);
+    /// A guest write; `Some(status)` ends the VM (e.g. a reset request).
+    fn write(&mut self, port: u16, data: &[u8]) -> Option<Status>;
+}
+
+/// What a port access did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PortOutcome {
+    /// A device handled it.
+    Handled,
+    /// Nobody answers this port.
+    Unknown,
+    /// The guest asked to stop.
+    Stop(Status),
+}
+
+/// The port bus of one VM.
+pub(crate) struct Ports {
+    console: Console,
+    devices: Vec<Box<dyn PortDevice>>,
+}
+
+impl Ports {
+    pub(crate) fn new() -> Ports {
+        Ports {
+            console: Console::Stdout,
+            devices: Vec::new(),
+        }
+    }
+
+    pub(crate) fn set_console(&mut self, console: Console) {
+        self.console = console;
+    }
+
+    pub(crate) fn write(&mut self, port: u16, data: &[u8]) -> PortOutcome {
+        match port {
+            CONSOLE_PORT => {
+                self.console.write(data);
+                PortOutcome::Handled
+            }
+            EXIT_PORT => {
+                let mut reason = [0u8; 8];
+                reason[..data.len().min(8)].copy_from_slice(&data[..data.len().min(8)]);
+                PortOutcome::Stop(Status::Exited(ExitInfo {
+                    kind: exit_kind::VM_EXIT,
+                    reason,
+                    reason_size: data.len().min(8) as u32,
+                }))
+            }
+            _ => match self.devices.iter_mut().find(|d| d.ports().contains(&port)) {
+                Some(d) => d
+                    .write(port, data)
+                    .map_or(PortOutcome::Handled, PortOutcome::Stop),
+                None => PortOutcome::Unknown,
+            },
+        }
+    }
+
+    pub(crate) fn read(&mut self, port: u16, data: &mut [u8]) -> PortOutcome {
+        match self.devices.iter_mut().find(|d| d.ports().contains(&port)) {
+            Some(d) => {
+                d.read(port, data);
+                PortOutcome::Handled
+            }
+            None => {
+                data.fill(0xff);
+                PortOutcome::Unknown
+            }
+        }
+    }
+}

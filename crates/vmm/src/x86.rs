@@ -1,0 +1,192 @@
+//! x86 CPU state for lendvm's native entry (see `native_abi`): the system
+//! region (GDT, IDT, TSS, identity-map page tables) and the registers of a
+//! vCPU entering 64-bit long mode at CPL3.
+//!
+//! Why CPL3: on this project's PVM hosts only CPL3 long-mode code runs
+//! natively (CPL0 is emulated about 6000× slower), and the same state is
+//! valid on VMX/SVM hosts. Why a TSS with an I/O bitmap: PVM ignores IOPL at
+//! CPL3, so port access is decided by the bitmap alone (measured).
+
+use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs};
+
+use crate::native_abi::*;
+use gmem::GuestMemFile;
+
+const PAGE: u64 = 4096;
+const HUGE: u64 = 2 << 20;
+/// Page-table entry bits: present, writable, user, 2 MiB page.
+const PTE_P: u64 = 1;
+const PTE_RW: u64 = 1 << 1;
+const PTE_US: u64 = 1 << 2;
+const PTE_PS: u64 = 1 << 7;
+
+/// Offset of the I/O permission bitmap inside the TSS (right after the
+/// 104-byte TSS), and the bitmap's length: one bit per port.
+const IOMAP_OFFSET: u64 = 0x68;
+const IOMAP_LEN: u64 = 65536 / 8;
+/// TSS limit: TSS + bitmap + the terminating 0xff byte the CPU requires.
+const TSS_LIMIT: u64 = IOMAP_OFFSET + IOMAP_LEN;
+
+const PDPT_BASE: u64 = PML4_BASE + PAGE;
+const PD_BASE: u64 = PDPT_BASE + PAGE;
+const PD_COUNT: u64 = IDENTITY_MAP_SIZE >> 30;
+
+/// A GDT code/data descriptor (flat, 4 GiB limit, granularity 4 KiB).
+const fn segment_descriptor(access: u64, flags: u64) -> u64 {
+    0xffff | (0xf << 48) | (access << 40) | (flags << 52)
+}
+
+/// The GDT: null, kernel code/data, user code32/data/code64, TSS (16 bytes).
+fn gdt() -> [u64; 9] {
+    let tss = TSS_BASE;
+    let tss_low = (TSS_LIMIT & 0xffff)
+        | ((tss & 0xff_ffff) << 16)
+        | (0x89 << 40) // present, 64-bit available TSS
+        | (((TSS_LIMIT >> 16) & 0xf) << 48)
+        | (((tss >> 24) & 0xff) << 56);
+    [
+        0,
+        segment_descriptor(0x9a, 0xa), // 0x08 kernel code, L=1
+        segment_descriptor(0x92, 0xc), // 0x10 kernel data
+        0,
+        segment_descriptor(0xfa, 0xc), // 0x20 user code, 32-bit
+        segment_descriptor(0xf2, 0xc), // 0x28 user data
+        segment_descriptor(0xfa, 0xa), // 0x30 user code, L=1
+        tss_low,                       // 0x38 TSS, low half
+        tss >> 32,                     // 0x40 TSS, high half
+    ]
+}
+
+/// Write the system region's contents into `file` (mapped at
+/// `SYSTEM_REGION_BASE`): a fresh memfd, so untouched bytes read zero.
+pub(crate) fn build_system_region(file: &GuestMemFile) -> gmem::Result<()> {
+    let at = |gpa: u64| gpa - SYSTEM_REGION_BASE;
+    let gdt: Vec<u8> = gdt().iter().flat_map(|d| d.to_le_bytes()).collect();
+    file.write_at(at(GDT_BASE), &gdt)?;
+    // The IDT stays zero: no gate is present until the guest writes one.
+    // TSS: only the I/O map base matters (no privilege changes happen at
+    // CPL3 with DPL3 handlers); the bitmap is zero (every port allowed)
+    // and ends with 0xff.
+    file.write_at(at(TSS_BASE) + 0x66, &(IOMAP_OFFSET as u16).to_le_bytes())?;
+    file.write_at(at(TSS_BASE) + TSS_LIMIT, &[0xff])?;
+    // Identity map [0, IDENTITY_MAP_SIZE): PML4 → one PDPT → 2 MiB pages.
+    let table = PTE_P | PTE_RW | PTE_US;
+    file.write_at(at(PML4_BASE), &(PDPT_BASE | table).to_le_bytes())?;
+    let pdpt: Vec<u8> = (0..PD_COUNT)
+        .flat_map(|i| ((PD_BASE + i * PAGE) | table).to_le_bytes())
+        .collect();
+    file.write_at(at(PDPT_BASE), &pdpt)?;
+    for i in 0..PD_COUNT {
+        let pd: Vec<u8> = (0..512u64)
+            .flat_map(|j| (((i << 30) + j * HUGE) | table | PTE_PS).to_le_bytes())
+            .collect();
+        file.write_at(at(PD_BASE + i * PAGE), &pd)?;
+    }
+    file.write_at(at(crate::vcpu::STUB_BASE), &crate::vcpu::stub_code())?;
+    Ok(())
+}
+
+// The system region's layout is checked when lendvm is compiled.
+const _: () = {
+    assert!(TSS_BASE + TSS_LIMIT < PML4_BASE);
+    assert!(PD_BASE + PD_COUNT * PAGE <= crate::vcpu::STUB_BASE);
+    assert!(crate::vcpu::STUB_BASE + 64 <= SYSTEM_REGION_BASE + SYSTEM_REGION_SIZE);
+    assert!(IDT_BASE + IDT_ENTRIES * 16 <= TSS_BASE);
+    assert!(SYSTEM_REGION_BASE + SYSTEM_REGION_SIZE <= IDENTITY_MAP_SIZE);
+};
+
+fn segment(selector: u16, type_: u8, long: bool) -> kvm_segment {
+    kvm_segment {
+        base: 0,
+        limit: 0xffff_ffff,
+        selector,
+        type_,
+        present: 1,
+        dpl: 3,
+        db: u8::from(!long),
+        s: 1,
+        l: u8::from(long),
+        g: 1,
+        avl: 0,
+        unusable: 0,
+        padding: 0,
+    }
+}
+
+/// Special registers of a vCPU entering long mode at CPL3.
+pub(crate) fn native_sregs(sregs: &mut kvm_sregs) {
+    sregs.cs = segment(USER_CODE_SELECTOR, 0xb, true);
+    let data = segment(USER_DATA_SELECTOR, 0x3, false);
+    sregs.ds = data;
+    sregs.es = data;
+    sregs.fs = data;
+    sregs.gs = data;
+    sregs.ss = data;
+    sregs.tr = kvm_segment {
+        base: TSS_BASE,
+        limit: TSS_LIMIT as u32,
+        selector: TSS_SELECTOR,
+        type_: 0xb, // busy 64-bit TSS
+        present: 1,
+        ..Default::default()
+    };
+    sregs.gdt.base = GDT_BASE;
+    sregs.gdt.limit = (gdt().len() * 8 - 1) as u16;
+    sregs.idt.base = IDT_BASE;
+    sregs.idt.limit = (IDT_ENTRIES * 16 - 1) as u16;
+    sregs.cr0 = 0x8000_0033; // PG | NE | ET | MP | PE
+    sregs.cr3 = PML4_BASE;
+    sregs.cr4 = 0x620; // OSXMMEXCPT | OSFXSR | PAE
+    sregs.efer = 0x500; // LMA | LME
+}
+
+/// The general-purpose registers of the boot context, in x86 instruction
+/// encoding order: index 0..15 = RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI,
+/// R8..R15 (SPEC B-VM-6 on x86, DESIGN §5).
+pub(crate) fn set_gpr(regs: &mut kvm_regs, index: usize, value: u64) {
+    let slot = match index {
+        0 => &mut regs.rax,
+        1 => &mut regs.rcx,
+        2 => &mut regs.rdx,
+        3 => &mut regs.rbx,
+        4 => &mut regs.rsp,
+        5 => &mut regs.rbp,
+        6 => &mut regs.rsi,
+        7 => &mut regs.rdi,
+        8 => &mut regs.r8,
+        9 => &mut regs.r9,
+        10 => &mut regs.r10,
+        11 => &mut regs.r11,
+        12 => &mut regs.r12,
+        13 => &mut regs.r13,
+        14 => &mut regs.r14,
+        15 => &mut regs.r15,
+        _ => return,
+    };
+    *slot = value;
+}
+
+/// Number of general-purpose registers a boot context can set on x86.
+pub(crate) const GPR_COUNT: usize = 16;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gdt_descriptors_decode_as_intended() {
+        let g = gdt();
+        // User code: present, DPL 3, code, L=1, D=0.
+        let ucode = g[(USER_CODE_SELECTOR >> 3) as usize];
+        assert_eq!((ucode >> 40) & 0xff, 0xfa);
+        assert_eq!((ucode >> 53) & 1, 1, "L bit");
+        assert_eq!((ucode >> 54) & 1, 0, "D bit must be clear in long mode");
+        let udata = g[(USER_DATA_SELECTOR >> 3) as usize];
+        assert_eq!((udata >> 40) & 0xff, 0xf2);
+        // TSS: base split over the two halves, limit covers the bitmap.
+        let lo = g[(TSS_SELECTOR >> 3) as usize];
+        let base = ((lo >> 16) & 0xff_ffff) | (((lo >> 56) & 0xff) << 24) | (g[8] << 32);
+        assert_eq!(base, TSS_BASE);
+        assert_eq!((lo & 0xffff) | (((lo >> 48) & 0xf) << 16), TSS_LIMIT);
+    }
+}
