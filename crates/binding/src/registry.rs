@@ -124,11 +124,12 @@ fn all_overlapping<V: Copy>(
     end: u64,
     len: impl Fn(&V) -> u64,
 ) -> impl Iterator<Item = (u64, V)> + '_ {
-    // The first candidate may start before `start` and reach into the range.
+    // The first candidate may start before `start` and reach into the range
+    // (unless the range is empty: then nothing intersects it).
     let first = map
         .range(..start)
         .next_back()
-        .filter(|(k, v)| **k + len(v) > start)
+        .filter(|(k, v)| start < end && **k + len(v) > start)
         .map(|(k, v)| (*k, *v));
     first
         .into_iter()

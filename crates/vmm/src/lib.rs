@@ -41,7 +41,7 @@ pub mod native_abi;
 mod ports;
 mod vcpu;
 mod vm;
-mod x86;
+pub mod x86;
 
 pub use device::{Capabilities, Device, GuestMem};
 pub use error::{Error, Result};

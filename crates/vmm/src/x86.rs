@@ -59,7 +59,8 @@ fn gdt() -> [u64; 9] {
 
 /// Write the system region's contents into `file` (mapped at
 /// `SYSTEM_REGION_BASE`): a fresh memfd, so untouched bytes read zero.
-pub(crate) fn build_system_region(file: &GuestMemFile) -> gmem::Result<()> {
+/// Public so raw-KVM references (benchmarks) can enter the same mode.
+pub fn build_system_region(file: &GuestMemFile) -> gmem::Result<()> {
     let at = |gpa: u64| gpa - SYSTEM_REGION_BASE;
     let gdt: Vec<u8> = gdt().iter().flat_map(|d| d.to_le_bytes()).collect();
     file.write_at(at(GDT_BASE), &gdt)?;
@@ -114,7 +115,7 @@ fn segment(selector: u16, type_: u8, long: bool) -> kvm_segment {
 }
 
 /// Special registers of a vCPU entering long mode at CPL3.
-pub(crate) fn native_sregs(sregs: &mut kvm_sregs) {
+pub fn native_sregs(sregs: &mut kvm_sregs) {
     sregs.cs = segment(USER_CODE_SELECTOR, 0xb, true);
     let data = segment(USER_DATA_SELECTOR, 0x3, false);
     sregs.ds = data;
@@ -143,7 +144,7 @@ pub(crate) fn native_sregs(sregs: &mut kvm_sregs) {
 /// The general-purpose registers of the boot context, in x86 instruction
 /// encoding order: index 0..15 = RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI,
 /// R8..R15 (SPEC B-VM-6 on x86, DESIGN §5).
-pub(crate) fn set_gpr(regs: &mut kvm_regs, index: usize, value: u64) {
+pub fn set_gpr(regs: &mut kvm_regs, index: usize, value: u64) {
     let slot = match index {
         0 => &mut regs.rax,
         1 => &mut regs.rcx,
@@ -167,7 +168,7 @@ pub(crate) fn set_gpr(regs: &mut kvm_regs, index: usize, value: u64) {
 }
 
 /// Number of general-purpose registers a boot context can set on x86.
-pub(crate) const GPR_COUNT: usize = 16;
+pub const GPR_COUNT: usize = 16;
 
 #[cfg(test)]
 mod tests {
