@@ -159,8 +159,14 @@ pub struct Bindings {
 
 impl Bindings {
     /// An empty registry.
-    pub fn new() -> Bindings {
-        Bindings::default()
+    pub const fn new() -> Bindings {
+        Bindings {
+            vms: BTreeMap::new(),
+            files: BTreeMap::new(),
+            next_vm: 0,
+            next_file: 0,
+            generation: 0,
+        }
     }
 
     // ----- files -----------------------------------------------------------
