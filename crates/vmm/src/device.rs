@@ -1,6 +1,8 @@
 //! The device: `/dev/kvm`, what it supports, and the state every VM of this
-//! process shares (the binding registry is global because file ranges are
-//! exclusive across VMs, SPEC B-ADD-9).
+//! process shares. The binding registry is process-wide: guest memory files
+//! are named by descriptor numbers, which are process-wide, and their file
+//! ranges are exclusive across every VM (SPEC B-ADD-9), as in Gunyah where
+//! one driver serves every open of the device.
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -41,15 +43,15 @@ pub struct Device {
 pub(crate) struct Shared {
     pub(crate) kvm: Kvm,
     pub(crate) caps: Capabilities,
-    state: Mutex<State>,
     cpuid: OnceLock<std::result::Result<CpuId, i32>>,
 }
 
 impl Shared {
     /// The one lock over the registry, files and every VM's memslots.
     /// Lock order: this lock, then a guest memory file's own lock.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    pub(crate) fn lock(&self) -> MutexGuard<'static, State> {
+        static STATE: Mutex<State> = Mutex::new(State::new());
+        STATE.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// `KVM_GET_SUPPORTED_CPUID`, asked once per process.
@@ -118,7 +120,6 @@ impl Device {
             shared: Arc::new(Shared {
                 kvm,
                 caps,
-                state: Mutex::new(State::default()),
                 cpuid: OnceLock::new(),
             }),
         })

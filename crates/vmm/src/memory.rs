@@ -11,7 +11,7 @@
 //! binding, and a lend binding's page is installed exactly when its file
 //! page is lent.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
@@ -28,14 +28,13 @@ use crate::{Error, Result};
 const MIN_CHUNK: u64 = 2 << 20;
 const MAX_CHUNK: u64 = 1 << 30;
 
-/// Everything the VMs of one device share, under one lock.
-#[derive(Default)]
+/// Everything the VMs of this process share, under one lock.
 pub(crate) struct State {
     pub(crate) bindings: Bindings,
     /// Every registered file, open or kept alive by bindings.
     files: BTreeMap<FileId, GuestMemFile>,
     /// Descriptor number → file, for the raw API.
-    fds: HashMap<RawFd, FileId>,
+    fds: BTreeMap<RawFd, FileId>,
     vms: BTreeMap<VmId, VmMemory>,
 }
 
@@ -101,6 +100,15 @@ fn fd_is_open(fd: RawFd) -> bool {
 }
 
 impl State {
+    pub(crate) const fn new() -> State {
+        State {
+            bindings: Bindings::new(),
+            files: BTreeMap::new(),
+            fds: BTreeMap::new(),
+            vms: BTreeMap::new(),
+        }
+    }
+
     // ----- files -------------------------------------------------------------
 
     pub(crate) fn add_file(&mut self, id: FileId, file: GuestMemFile) {

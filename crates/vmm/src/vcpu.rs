@@ -187,8 +187,8 @@ enum Pending {
     None,
     /// An MMIO exit was returned.
     Mmio(Access),
-    /// A PAGE_FAULT exit was returned.
-    PageFault(Access),
+    /// A PAGE_FAULT exit was returned, with its attempt (-errno).
+    PageFault(Access, i32),
     /// A STATUS exit was returned: the vCPU is system-down.
     Down(Status),
 }
@@ -272,6 +272,8 @@ struct CoreState {
     pending: Pending,
     /// The generation whose boot state was loaded into the KVM vCPU.
     started: Option<u64>,
+    /// CPUID was set (KVM refuses to change it once the vCPU has run).
+    cpuid_set: bool,
 }
 
 /// A KVM vCPU, shared by the VM's function table and the vCPU handle.
@@ -293,6 +295,7 @@ impl VcpuCore {
                 fd,
                 pending: Pending::None,
                 started: None,
+                cpuid_set: false,
             }),
             active: AtomicBool::new(false),
             generation: AtomicU64::new(0),
@@ -491,10 +494,13 @@ impl Vcpu {
     }
 
     fn load_boot_state(&self, st: &mut CoreState) -> Result<()> {
-        let cpuid = self.vm.shared.supported_cpuid()?;
-        st.fd
-            .set_cpuid2(&cpuid)
-            .map_err(|e| Error::kvm("KVM_SET_CPUID2", e))?;
+        if !st.cpuid_set {
+            let cpuid = self.vm.shared.supported_cpuid()?;
+            st.fd
+                .set_cpuid2(&cpuid)
+                .map_err(|e| Error::kvm("KVM_SET_CPUID2", e))?;
+            st.cpuid_set = true;
+        }
         let mut sregs = st
             .fd
             .get_sregs()
@@ -520,6 +526,16 @@ impl Vcpu {
         st.fd
             .set_regs(&regs)
             .map_err(|e| Error::kvm("KVM_SET_REGS", e))?;
+        // With an in-kernel LAPIC every vCPU but the boot CPU (id 0) starts
+        // waiting for INIT/SIPI and KVM_RUN would block forever; lendvm's
+        // vCPUs all start at once.
+        if self.core.id != 0 {
+            st.fd
+                .set_mp_state(kvm_bindings::kvm_mp_state {
+                    mp_state: kvm_bindings::KVM_MP_STATE_RUNNABLE,
+                })
+                .map_err(|e| Error::kvm("KVM_SET_MP_STATE", e))?;
+        }
         Ok(())
     }
 
@@ -528,10 +544,12 @@ impl Vcpu {
     /// Apply the resume action for the pending exit. `Some(exit)` when the
     /// access is still unresolved and the same exit is reported again.
     fn resume(&mut self, st: &mut CoreState) -> Result<Option<Exit>> {
-        let (access, raw, is_page_fault) = match st.pending {
+        let (access, raw, attempt) = match st.pending {
             Pending::None | Pending::Down(_) => return Ok(None),
-            Pending::Mmio(a) => (a, mmio(&self.page).resume_action, false),
-            Pending::PageFault(a) => (a, page_fault(&self.page).resume_action, true),
+            Pending::Mmio(a) => (a, mmio(&self.page).resume_action, None),
+            Pending::PageFault(a, attempt) => {
+                (a, page_fault(&self.page).resume_action, Some(attempt))
+            }
         };
         let action = ResumeAction::from_raw(raw).ok_or_else(|| {
             Error::Invalid(format!(
@@ -540,7 +558,7 @@ impl Vcpu {
         })?;
         st.pending = Pending::None;
         match action {
-            ResumeAction::Handled if !is_page_fault => {
+            ResumeAction::Handled if attempt.is_none() => {
                 if !access.is_write {
                     let data = mmio(&self.page).data;
                     set_kvm_mmio_data(&mut st.fd, &data[..access.len]);
@@ -548,7 +566,9 @@ impl Vcpu {
                 Ok(None)
             }
             ResumeAction::Fault => {
-                self.inject_fault(st, &access, is_page_fault)?;
+                // The page is "present" for the guest's error code when it
+                // is bound but was refused (-EPERM).
+                self.inject_fault(st, &access, attempt == Some(-libc::EPERM))?;
                 Ok(None)
             }
             // HANDLED after a page fault means "memory was provided": the
@@ -569,10 +589,14 @@ impl Vcpu {
     /// Inject a #PF for `access` (DESIGN D7).
     fn inject_fault(&mut self, st: &mut CoreState, a: &Access, present: bool) -> Result<()> {
         // Finish KVM's half of the access, then put reads back at the
-        // faulting instruction.
+        // faulting instruction. With KVM_SET_REGS, not the synchronised
+        // registers: KVM applies those at the next entry, and setting
+        // registers clears a queued exception.
         flush_pending_io(&mut st.fd);
         if !a.is_write {
-            restore_regs(&mut st.fd, &a.regs);
+            st.fd
+                .set_regs(&a.regs)
+                .map_err(|e| Error::kvm("KVM_SET_REGS", e))?;
         }
         let mut events: kvm_vcpu_events = st
             .fd
@@ -641,7 +665,7 @@ impl Vcpu {
             // SPEC R-5: pre-set to FAULT.
             resume_action: GUNYAH_VCPU_RESUME_FAULT,
         };
-        st.pending = Pending::PageFault(a);
+        st.pending = Pending::PageFault(a, attempt);
         self.vm
             .counters
             .page_fault_exits
@@ -752,6 +776,8 @@ impl Vcpu {
     }
 
     fn run_loop(&mut self, st: &mut CoreState) -> Result<Exit> {
+        // RIP of the last instruction fetch retried after an emulation failure.
+        let mut fetch_retry: Option<u64> = None;
         loop {
             let raw = {
                 let r = st.fd.run();
@@ -807,6 +833,9 @@ impl Vcpu {
                 }
             };
             let regs_at_exit = st.fd.sync_regs().regs;
+            if !matches!(raw, Raw::InternalError) {
+                fetch_retry = None;
+            }
             match raw {
                 Raw::Port(handled) => {
                     let c = &self.vm.counters;
@@ -856,13 +885,22 @@ impl Vcpu {
                 Raw::InternalError => {
                     // An instruction fetch from a lend binding not yet given
                     // to the guest cannot be emulated: give the page and
-                    // retry the fetch (RIP has not moved).
+                    // retry the fetch (RIP has not moved). Another vCPU may
+                    // have given it meanwhile, so an installed page gets one
+                    // retry too; failing twice at one RIP is a real failure.
                     let rip = regs_at_exit.rip;
                     let touch = self.vm.shared.lock().touch(self.vm.id, rip, false)?;
-                    if !matches!(touch, Touch::Present { paged: true, .. }) {
+                    let retry = match touch {
+                        Touch::Present { paged: true, .. } => true,
+                        Touch::Present { paged: false, .. } => fetch_retry != Some(rip),
+                        _ => false,
+                    };
+                    if !retry {
                         let suberror = internal_suberror(&mut st.fd);
                         return self.crash(st, Crash::EmulationFailure { suberror });
                     }
+                    fetch_retry = Some(rip);
+                    continue;
                 }
                 Raw::Stop(status) => {
                     self.vm.set_down(status);

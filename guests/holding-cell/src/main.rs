@@ -192,6 +192,14 @@ fn execute(vcpu: u64, mailbox: Mailbox, command: u64) -> u64 {
         }
         CMD_TRIPLE_FAULT => triple_fault(),
         CMD_EXIT => exit(arg0() as u32),
+        CMD_PORT_OUT => {
+            let (port, value, size) = (arg0(), arg1(), arg2());
+            port_out(port as u16, value as u32, size).map_or(bad, |()| 0)
+        }
+        CMD_PORT_IN => {
+            let (port, size) = (arg0(), arg1());
+            port_in(port as u16, size).unwrap_or(bad)
+        }
         _ => bad,
     }
 }
@@ -377,6 +385,51 @@ fn exit(code: u32) -> ! {
         unsafe {
             asm!("out dx, eax", in("dx") EXIT_PORT, in("eax") code, options(nomem, nostack, preserves_flags))
         }
+    }
+}
+
+/// One `out` of `size` (1, 2 or 4) bytes of `value` to `port`.
+fn port_out(port: u16, value: u32, size: u64) -> Option<()> {
+    // SAFETY: port output touches no memory; the boot ABI allows every port.
+    unsafe {
+        match size {
+            1 => {
+                asm!("out dx, al", in("dx") port, in("al") value as u8, options(nomem, nostack, preserves_flags))
+            }
+            2 => {
+                asm!("out dx, ax", in("dx") port, in("ax") value as u16, options(nomem, nostack, preserves_flags))
+            }
+            4 => {
+                asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags))
+            }
+            _ => return None,
+        }
+    }
+    Some(())
+}
+
+/// One `in` of `size` (1, 2 or 4) bytes from `port`, zero-extended.
+fn port_in(port: u16, size: u64) -> Option<u64> {
+    // SAFETY: port input touches no memory; the boot ABI allows every port.
+    unsafe {
+        Some(match size {
+            1 => {
+                let v: u8;
+                asm!("in al, dx", in("dx") port, out("al") v, options(nomem, nostack, preserves_flags));
+                u64::from(v)
+            }
+            2 => {
+                let v: u16;
+                asm!("in ax, dx", in("dx") port, out("ax") v, options(nomem, nostack, preserves_flags));
+                u64::from(v)
+            }
+            4 => {
+                let v: u32;
+                asm!("in eax, dx", in("dx") port, out("eax") v, options(nomem, nostack, preserves_flags));
+                u64::from(v)
+            }
+            _ => return None,
+        })
     }
 }
 

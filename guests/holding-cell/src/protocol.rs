@@ -81,6 +81,12 @@ pub const CMD_TRIPLE_FAULT: u64 = 13;
 /// ARG0 code: writes the code's low 32 bits to the exit port, which ends the
 /// VM with that exit code. No result.
 pub const CMD_EXIT: u64 = 14;
+/// ARG0 port, ARG1 value, ARG2 length (1, 2 or 4): one `out` of that size.
+/// Result: 0 ([`BAD_COMMAND`] `| CMD_PORT_OUT` for another length).
+pub const CMD_PORT_OUT: u64 = 15;
+/// ARG0 port, ARG1 length (1, 2 or 4): one `in` of that size. Result: the
+/// value, zero-extended ([`BAD_COMMAND`] `| CMD_PORT_IN` for another length).
+pub const CMD_PORT_IN: u64 = 16;
 
 /// Result of [`CMD_PING`].
 pub const PING_REPLY: u64 = 0x600D_CE11;
