@@ -5,3 +5,7 @@
 /// every vCPU obeys the host over an MMIO mailbox. Its protocol, shared with
 /// the host-side driver, is `guests/holding-cell/src/protocol.rs`.
 pub const HOLDING_CELL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/holding_cell.elf"));
+
+/// A minimal native guest (`guests/hello`): each vCPU greets on the console,
+/// vCPU 0 checks 1 MiB of RAM at 4 MiB and stops the VM with code 0.
+pub const HELLO: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hello.elf"));

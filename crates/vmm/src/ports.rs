@@ -1,5 +1,6 @@
 //! Port I/O: lendvm's built-in devices. The console and exit ports of the
-//! native ABI are always there; boot paths add legacy devices (a UART, the
+//! native ABI are always there (console output goes out a line at a time
+//! per vCPU, and whatever is left when the VM stops); boot paths add legacy devices (a UART, the
 //! i8042 reset line). Ports nobody handles are counted and ignored (DESIGN
 //! D9): reads return all ones, writes are dropped.
 
@@ -66,6 +67,9 @@ pub(crate) enum PortOutcome {
 /// The port bus of one VM.
 pub(crate) struct Ports {
     console: Console,
+    /// Console bytes per vCPU until a line is complete, so lines of vCPUs
+    /// writing at once do not interleave byte by byte.
+    lines: std::collections::BTreeMap<u32, Vec<u8>>,
     devices: Vec<Box<dyn PortDevice>>,
 }
 
@@ -73,6 +77,7 @@ impl Ports {
     pub(crate) fn new() -> Ports {
         Ports {
             console: Console::Stdout,
+            lines: std::collections::BTreeMap::new(),
             devices: Vec::new(),
         }
     }
@@ -81,10 +86,22 @@ impl Ports {
         self.console = console;
     }
 
-    pub(crate) fn write(&mut self, port: u16, data: &[u8]) -> PortOutcome {
+    /// Write out every unfinished console line (the VM stopped).
+    pub(crate) fn flush(&mut self) {
+        for (_, line) in std::mem::take(&mut self.lines) {
+            self.console.write(&line);
+        }
+    }
+
+    pub(crate) fn write(&mut self, vcpu: u32, port: u16, data: &[u8]) -> PortOutcome {
         match port {
             CONSOLE_PORT => {
-                self.console.write(data);
+                let line = self.lines.entry(vcpu).or_default();
+                line.extend_from_slice(data);
+                if data.contains(&b'\n') || line.len() >= 4096 {
+                    self.console.write(line);
+                    line.clear();
+                }
                 PortOutcome::Handled
             }
             EXIT_PORT => {

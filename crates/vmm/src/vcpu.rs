@@ -801,7 +801,7 @@ impl Vcpu {
                         }
                     }
                     Ok(VcpuExit::IoOut(port, data)) => {
-                        match lock(&self.vm.ports).write(port, data) {
+                        match lock(&self.vm.ports).write(self.core.id, port, data) {
                             PortOutcome::Handled => Raw::Port(true),
                             PortOutcome::Unknown => Raw::Port(false),
                             PortOutcome::Stop(s) => Raw::Stop(s),

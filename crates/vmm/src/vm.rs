@@ -720,6 +720,7 @@ impl VmInner {
             }
         }
         self.down.store(true, Ordering::SeqCst);
+        lock(&self.ports).flush();
         for core in lock(&self.vcpus).values() {
             core.kick();
         }
@@ -732,6 +733,7 @@ impl VmInner {
 
 impl Drop for VmInner {
     fn drop(&mut self) {
+        lock(&self.ports).flush();
         // Every vCPU handle is gone (each holds the VM), so no guest can
         // touch memory while the bindings are taken apart.
         self.shared.lock().destroy_vm(self.id);

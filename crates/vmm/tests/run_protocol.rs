@@ -204,7 +204,8 @@ fn unknown_port_io_is_counted_and_ignored() {
     assert_eq!(cell.command(CMD_PORT_IN, &[0x71, 4]).unwrap(), 0xffff_ffff);
     assert_eq!(g.vm.metrics().unknown_port_io, 3);
     // The console port is a built-in device.
-    let msg = b"hello, console";
+    // Console output is line-buffered per vCPU.
+    let msg = b"hello, console\n";
     let text = g.bound(FileKind::Memfd, DATA, 4096, Access::Share);
     text.write_at(0, msg).unwrap();
     assert_eq!(

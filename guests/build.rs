@@ -1,5 +1,6 @@
-//! Links the holding cell as a static, freestanding ELF executable at the
-//! address `link.ld` names (DESIGN §7).
+//! Links a guest as a static, freestanding ELF executable at the address
+//! `guests/link.ld` names (DESIGN §7). Every guest crate uses this script
+//! (`build = "../build.rs"`).
 
 fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
@@ -9,9 +10,9 @@ fn main() {
         "-static",
         "-no-pie",
         "-Wl,--build-id=none",
-        &format!("-Wl,-T{dir}/link.ld"),
+        &format!("-Wl,-T{dir}/../link.ld"),
     ] {
         println!("cargo:rustc-link-arg-bins={arg}");
     }
-    println!("cargo:rerun-if-changed=link.ld");
+    println!("cargo:rerun-if-changed=../link.ld");
 }
