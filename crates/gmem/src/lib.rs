@@ -51,6 +51,7 @@ mod error;
 mod file;
 pub mod pages;
 mod sys;
+mod user;
 mod view;
 
 pub use caps::{
@@ -63,6 +64,7 @@ pub use error::Error;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub use file::{GuestMemFile, Kind, LentRange, Mode, ReclaimHook};
 pub use pages::PageState;
+pub use user::LentUserMemory;
 pub use view::HostView;
 
 /// Who enforces a guarantee for one kind of file.

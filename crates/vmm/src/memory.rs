@@ -46,8 +46,11 @@ pub(crate) struct VmMemory {
     installed: BTreeMap<u64, Slot>,
     /// Lend bindings are installed on first touch (else at MAP_MEM).
     pub(crate) demand_paging: bool,
-    /// Guest ranges no binding may overlap (lendvm's system region).
-    reserved: Vec<Range<u64>>,
+    /// Guest ranges no binding may overlap: lendvm's system region and the
+    /// legacy user regions, with what they are.
+    reserved: Vec<(Range<u64>, &'static str)>,
+    /// Legacy user memory regions by label.
+    user_regions: BTreeMap<u32, UserRegion>,
     pub(crate) stats: MemoryStats,
 }
 
@@ -69,9 +72,37 @@ pub struct MemoryStats {
 struct Slot {
     id: u32,
     size: u64,
-    file: GuestMemFile,
-    offset: u64,
+    backing: Backing,
     readonly: bool,
+}
+
+/// What a memslot maps.
+#[derive(Clone)]
+enum Backing {
+    /// A guest memory file from this offset.
+    File(GuestMemFile, u64),
+    /// The caller's own memory at this address (legacy user regions).
+    User(u64),
+}
+
+impl Backing {
+    /// The same backing `skip` bytes further on.
+    fn advanced(&self, skip: u64) -> Backing {
+        match self {
+            Backing::File(f, off) => Backing::File(f.clone(), off + skip),
+            Backing::User(addr) => Backing::User(addr + skip),
+        }
+    }
+}
+
+/// A legacy user memory region (SPEC B-VM-7).
+struct UserRegion {
+    gpa: u64,
+    size: u64,
+    /// For a lent region: the memory taken from the caller, given back
+    /// (zeroed) when this record is dropped with the VM.
+    #[expect(dead_code, reason = "held for its Drop, which gives the memory back")]
+    lent: Option<gmem::LentUserMemory>,
 }
 
 /// What a guest access to an address found.
@@ -87,11 +118,11 @@ pub(crate) enum Touch {
         /// Demand paging installed it for this touch.
         paged: bool,
     },
-    /// A write to a binding without ALLOW_WRITE (SPEC R-5: -EPERM).
-    WriteDenied(BindingInfo),
+    /// A write to memory without write permission (SPEC R-5: -EPERM).
+    WriteDenied,
     /// The page cannot be given to the guest now: a host view covers it or
     /// the host is reclaiming it (SPEC GM-MM-6: -EPERM).
-    Refused(BindingInfo),
+    Refused,
 }
 
 fn fd_is_open(fd: RawFd) -> bool {
@@ -163,6 +194,7 @@ impl State {
                 installed: BTreeMap::new(),
                 demand_paging: true,
                 reserved: Vec::new(),
+                user_regions: BTreeMap::new(),
                 stats: MemoryStats::default(),
             },
         );
@@ -177,9 +209,9 @@ impl State {
     }
 
     /// Keep bindings out of `range` (lendvm's own memory lives there).
-    pub(crate) fn reserve(&mut self, vm: VmId, range: Range<u64>) {
+    pub(crate) fn reserve(&mut self, vm: VmId, range: Range<u64>, what: &'static str) {
         if let Some(m) = self.vms.get_mut(&vm) {
-            m.reserved.push(range);
+            m.reserved.push((range, what));
         }
     }
 
@@ -191,7 +223,100 @@ impl State {
         file: &GuestMemFile,
     ) -> Result<()> {
         let m = self.vm_mut(vm)?;
-        m.install(gpa, file.size(), file, 0, false)
+        m.install(gpa, file.size(), Backing::File(file.clone(), 0), false)
+    }
+
+    /// A legacy user memory region (SPEC B-VM-7): `r.userspace_addr` is
+    /// memory of this process; with `lend`, it is taken from the host while
+    /// the VM lives (see [`gmem::LentUserMemory`]).
+    ///
+    /// # Safety
+    ///
+    /// `[r.userspace_addr, +r.memory_size)` must be memory of this process
+    /// that stays mapped while the VM lives; the guest may change it at any
+    /// time. With `lend`, the caller must not touch it at all meanwhile.
+    pub(crate) unsafe fn add_user_region(
+        &mut self,
+        vm: VmId,
+        r: &uapi::gunyah_userspace_memory_region,
+        lend: bool,
+    ) -> Result<()> {
+        use uapi::{GUNYAH_MEM_ALLOW_RWX, GUNYAH_MEM_ALLOW_WRITE};
+        let invalid = |why: String| Err(Error::Invalid(why));
+        if r.flags & !GUNYAH_MEM_ALLOW_RWX != 0 {
+            return invalid(format!(
+                "user region flags {:#x}: only R (0x1), W (0x2) and X (0x4) exist",
+                r.flags
+            ));
+        }
+        if r.flags == 0 {
+            return invalid("a user region must grant some of R, W, X".into());
+        }
+        for (what, v) in [
+            ("guest address", r.guest_phys_addr),
+            ("size", r.memory_size),
+            ("userspace address", r.userspace_addr),
+        ] {
+            if !v.is_multiple_of(PAGE_SIZE) {
+                return invalid(format!("user region {what} {v:#x} is not page-aligned"));
+            }
+        }
+        if r.memory_size == 0 {
+            return invalid("a user region cannot be empty".into());
+        }
+        let (Some(end), Some(_)) = (
+            r.guest_phys_addr.checked_add(r.memory_size),
+            r.userspace_addr.checked_add(r.memory_size),
+        ) else {
+            return invalid("user region wraps past the end of the address space".into());
+        };
+        let range = r.guest_phys_addr..end;
+        let overlaps_binding = !self
+            .bindings
+            .bindings_in(vm, range.start, r.memory_size)
+            .is_empty();
+        let m = self.vm_mut(vm)?;
+        if m.user_regions.contains_key(&r.label) {
+            return Err(Error::Exists(format!(
+                "user region label {} is taken",
+                r.label
+            )));
+        }
+        if let Some((_, what)) = m
+            .reserved
+            .iter()
+            .find(|(x, _)| x.start < range.end && range.start < x.end)
+        {
+            return Err(Error::Exists(format!(
+                "user region [{:#x}, {end:#x}) overlaps {what}",
+                range.start
+            )));
+        }
+        if overlaps_binding {
+            return Err(Error::Exists(format!(
+                "user region [{:#x}, {end:#x}) overlaps a binding",
+                range.start
+            )));
+        }
+        let readonly = r.flags & GUNYAH_MEM_ALLOW_WRITE == 0;
+        let (backing, lent) = if lend {
+            // SAFETY: forwarded from this function's contract.
+            let lent = unsafe { gmem::LentUserMemory::lend(r.userspace_addr, r.memory_size)? };
+            (Backing::File(lent.file().clone(), 0), Some(lent))
+        } else {
+            (Backing::User(r.userspace_addr), None)
+        };
+        m.install(range.start, r.memory_size, backing, readonly)?;
+        m.reserved.push((range.clone(), "a user memory region"));
+        m.user_regions.insert(
+            r.label,
+            UserRegion {
+                gpa: range.start,
+                size: r.memory_size,
+                lent,
+            },
+        );
+        Ok(())
     }
 
     fn vm_mut(&mut self, vm: VmId) -> Result<&mut VmMemory> {
@@ -233,13 +358,13 @@ impl State {
     fn apply_add(&mut self, vm: VmId, b: &BindingInfo) -> Result<()> {
         let file = self.files[&b.file].clone();
         let m = self.vm_mut(vm)?;
-        if let Some(r) = m
+        if let Some((r, what)) = m
             .reserved
             .iter()
-            .find(|r| r.start < b.guest_end() && b.guest_addr < r.end)
+            .find(|(r, _)| r.start < b.guest_end() && b.guest_addr < r.end)
         {
             return Err(Error::Exists(format!(
-                "guest range [{:#x}, +{:#x}) overlaps lendvm's system region [{:#x}, {:#x})",
+                "guest range [{:#x}, +{:#x}) overlaps {what} [{:#x}, {:#x})",
                 b.guest_addr, b.size, r.start, r.end
             )));
         }
@@ -258,7 +383,12 @@ impl State {
                     )));
                 }
             }
-            m.install(b.guest_addr, b.size, &file, b.offset, readonly(b, &file))
+            m.install(
+                b.guest_addr,
+                b.size,
+                Backing::File(file.clone(), b.offset),
+                readonly(b, &file),
+            )
         })();
         if let Err(e) = installed {
             // Roll back: no slot, pages back to the host untouched (the
@@ -312,10 +442,21 @@ impl State {
     /// first touch (SPEC R-5).
     pub(crate) fn touch(&mut self, vm: VmId, gpa: u64, is_write: bool) -> Result<Touch> {
         let Some(b) = self.bindings.lookup(vm, gpa) else {
-            return Ok(Touch::Unbound);
+            // A user region is installed whole; reaching here means a write
+            // to a read-only one.
+            let in_region = self.vms.get(&vm).is_some_and(|m| {
+                m.user_regions
+                    .values()
+                    .any(|r| gpa >= r.gpa && gpa - r.gpa < r.size)
+            });
+            return Ok(if in_region {
+                Touch::WriteDenied
+            } else {
+                Touch::Unbound
+            });
         };
         if is_write && !b.perms().write {
-            return Ok(Touch::WriteDenied(b));
+            return Ok(Touch::WriteDenied);
         }
         let file = self.files[&b.file].clone();
         let m = self.vm_mut(vm)?;
@@ -332,13 +473,18 @@ impl State {
         let lent = match file.lend_around(vm, file_off, file_window) {
             Ok(r) => r,
             Err(gmem::Error::Busy { .. } | gmem::Error::WrongState { .. }) => {
-                return Ok(Touch::Refused(b));
+                return Ok(Touch::Refused);
             }
             Err(e) => return Err(e.into()),
         };
         let chunk_gpa = b.guest_addr + (lent.start - b.offset);
         let chunk_len = lent.end - lent.start;
-        if let Err(e) = m.install(chunk_gpa, chunk_len, &file, lent.start, readonly(&b, &file)) {
+        if let Err(e) = m.install(
+            chunk_gpa,
+            chunk_len,
+            Backing::File(file.clone(), lent.start),
+            readonly(&b, &file),
+        ) {
             // Undo the lend: the pages never reached the guest.
             let _ = file.cancel_lend(vm, lent.start, chunk_len);
             return Err(e);
@@ -377,7 +523,12 @@ impl State {
             let _ = file.cancel_lend(vm, lent.start, lent.end - lent.start);
             return Err(busy());
         }
-        if let Err(e) = m.install(range.start, len, &file, off, readonly(b, &file)) {
+        if let Err(e) = m.install(
+            range.start,
+            len,
+            Backing::File(file.clone(), off),
+            readonly(b, &file),
+        ) {
             let _ = file.cancel_lend(vm, off, len);
             return Err(e);
         }
@@ -456,7 +607,7 @@ impl VmMemory {
         id: u32,
         gpa: u64,
         size: u64,
-        file: Option<(&GuestMemFile, u64, bool)>,
+        backing: Option<(&Backing, bool)>,
     ) -> Result<()> {
         let mut region = kvm_userspace_memory_region2 {
             slot: id,
@@ -464,41 +615,41 @@ impl VmMemory {
             memory_size: size,
             ..Default::default()
         };
-        if let Some((file, offset, readonly)) = file {
-            region.userspace_addr = file.kernel_mapping_addr() + offset;
+        if let Some((backing, readonly)) = backing {
             if readonly {
                 region.flags |= kvm_bindings::KVM_MEM_READONLY;
             }
-            if let Kind::GuestMemfd(_) = file.kind() {
-                region.flags |= gmem::KVM_MEM_GUEST_MEMFD;
-                region.guest_memfd = file.as_raw_fd() as u32;
-                region.guest_memfd_offset = offset;
+            match backing {
+                Backing::File(file, offset) => {
+                    region.userspace_addr = file.kernel_mapping_addr() + offset;
+                    if let Kind::GuestMemfd(_) = file.kind() {
+                        region.flags |= gmem::KVM_MEM_GUEST_MEMFD;
+                        region.guest_memfd = file.as_raw_fd() as u32;
+                        region.guest_memfd_offset = *offset;
+                    }
+                }
+                Backing::User(addr) => region.userspace_addr = *addr,
             }
         }
-        // SAFETY: the slot's userspace_addr range lies inside the file's
+        // SAFETY: a file slot's userspace_addr range lies inside the file's
         // kernel-facing mapping (offset + size <= file size, checked by the
         // binding rules), which lives as long as the `Slot` record holding a
-        // clone of the file, and the record is removed only after the slot
-        // is deleted. Deleting (size 0) passes no memory.
+        // clone of the file; the record is removed only after the slot is
+        // deleted. A user slot's range is the caller's memory, which the
+        // caller of `add_user_region` keeps mapped while the VM lives.
+        // Deleting (size 0) passes no memory.
         unsafe { self.vm_fd.set_user_memory_region2(region) }
             .map_err(|e| Error::kvm("KVM_SET_USER_MEMORY_REGION2", e))
     }
 
-    fn install(
-        &mut self,
-        gpa: u64,
-        size: u64,
-        file: &GuestMemFile,
-        offset: u64,
-        readonly: bool,
-    ) -> Result<()> {
+    fn install(&mut self, gpa: u64, size: u64, backing: Backing, readonly: bool) -> Result<()> {
         debug_assert!(gpa.is_multiple_of(PAGE_SIZE) && size.is_multiple_of(PAGE_SIZE));
         let Some(id) = self.free_slots.pop() else {
             return Err(Error::Busy(format!(
                 "no KVM memslot is free to install guest range [{gpa:#x}, +{size:#x})"
             )));
         };
-        if let Err(e) = self.set_slot(id, gpa, size, Some((file, offset, readonly))) {
+        if let Err(e) = self.set_slot(id, gpa, size, Some((&backing, readonly))) {
             self.free_slots.push(id);
             return Err(e);
         }
@@ -508,8 +659,7 @@ impl VmMemory {
             Slot {
                 id,
                 size,
-                file: file.clone(),
-                offset,
+                backing,
                 readonly,
             },
         );
@@ -545,15 +695,14 @@ impl VmMemory {
             self.free_slots.push(slot.id);
             let end = g + slot.size;
             if g < range.start {
-                self.install(g, range.start - g, &slot.file, slot.offset, slot.readonly)?;
+                self.install(g, range.start - g, slot.backing.clone(), slot.readonly)?;
             }
             if end > range.end {
                 let skip = range.end - g;
                 self.install(
                     range.end,
                     end - range.end,
-                    &slot.file,
-                    slot.offset + skip,
+                    slot.backing.advanced(skip),
                     slot.readonly,
                 )?;
             }

@@ -655,7 +655,7 @@ impl Vcpu {
                 }
                 -libc::ENOENT
             }
-            Touch::WriteDenied(_) | Touch::Refused(_) => -libc::EPERM,
+            Touch::WriteDenied | Touch::Refused => -libc::EPERM,
             Touch::Present { .. } => 0,
         };
         self.page.exit_reason = GUNYAH_VCPU_EXIT_PAGE_FAULT;
@@ -870,17 +870,7 @@ impl Vcpu {
                         data: [0; 8],
                         regs: regs_at_exit,
                     };
-                    return Ok(self.unresolved(
-                        st,
-                        a,
-                        Touch::Refused(BindingInfo {
-                            guest_addr: gpa,
-                            size: 0,
-                            file: binding::FileId(0),
-                            offset: 0,
-                            flags: 0,
-                        }),
-                    ));
+                    return Ok(self.unresolved(st, a, Touch::Refused));
                 }
                 Raw::InternalError => {
                     // An instruction fetch from a lend binding not yet given

@@ -176,6 +176,7 @@ impl Vm {
             st.reserve(
                 id,
                 SYSTEM_REGION_BASE..SYSTEM_REGION_BASE + SYSTEM_REGION_SIZE,
+                "lendvm's system region",
             );
             id
         };
@@ -296,6 +297,53 @@ impl Vm {
     /// The VM's bindings, sorted by guest address.
     pub fn bindings(&self) -> Vec<BindingInfo> {
         self.inner.shared.lock().bindings.bindings(self.inner.id)
+    }
+
+    /// SET_USER_MEM_REGION (SPEC B-VM-7): share `[r.userspace_addr,
+    /// +r.memory_size)` of this process with the guest at
+    /// `r.guest_phys_addr`, with R/W/X `r.flags` (no-write is enforced with
+    /// a read-only memslot). Labels are unique (EEXIST); the range may not
+    /// overlap bindings or other regions (EEXIST); everything page-aligned
+    /// (EINVAL). The region lives as long as the VM.
+    ///
+    /// # Safety
+    ///
+    /// The memory must stay mapped while the VM lives, and the guest may
+    /// change it at any time, so no Rust reference may point into it.
+    pub unsafe fn set_user_mem_region(
+        &self,
+        r: &uapi::gunyah_userspace_memory_region,
+    ) -> Result<()> {
+        // SAFETY: forwarded from this function's contract.
+        unsafe {
+            self.inner
+                .shared
+                .lock()
+                .add_user_region(self.inner.id, r, false)
+        }
+    }
+
+    /// ANDROID_LEND_USER_MEM (SPEC B-VM-7): lend `[r.userspace_addr,
+    /// +r.memory_size)` of this process to the guest. The host loses access
+    /// like this: the pages are replaced in place by a mapping of a lendvm
+    /// memfd that holds their content and allows no access, so any host
+    /// load or store there faults (SIGSEGV) while the VM lives. When the VM
+    /// is torn down the memory is zeroed (DESIGN D5) and the range becomes
+    /// readable and writable again (still backed by that memfd). Rules as
+    /// for [`Vm::set_user_mem_region`].
+    ///
+    /// # Safety
+    ///
+    /// The range must be memory of this process that the caller owns and
+    /// does not access at all (no references into it) until the VM is gone.
+    pub unsafe fn lend_user_mem(&self, r: &uapi::gunyah_userspace_memory_region) -> Result<()> {
+        // SAFETY: forwarded from this function's contract.
+        unsafe {
+            self.inner
+                .shared
+                .lock()
+                .add_user_region(self.inner.id, r, true)
+        }
     }
 
     /// Guest ranges currently installed in KVM memslots, with slot ids.
