@@ -94,7 +94,6 @@ fn a_shared_user_region_is_coherent_with_the_callers_memory() {
     assert_eq!(cell.read(DATA + 0x100, 8).unwrap(), 0xfeed);
     cell.write(DATA + 0x200, 0xbeef, 8).unwrap();
     assert_eq!(mem.read_u64(0x200), 0xbeef);
-    drop(cell);
     drop(vcpu);
     drop(g);
     assert!(mem.host_can_read());
