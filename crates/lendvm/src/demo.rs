@@ -18,7 +18,7 @@ use binding::{Access, Perms};
 use gmem::Mode;
 use vmm::holding_cell::{Cell, CellError, fnv1a, protocol::*};
 use vmm::loader::ElfImage;
-use vmm::{Console, Device, Exit, GuestMem, ResumeAction, Status, Vm};
+use vmm::{Console, Device, Exit, GuestMem, ResumeAction, Status, Vm, VmOptions};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use crate::report::{BindingRow, Check, Report};
@@ -87,7 +87,9 @@ fn row(vm: &Vm, mem: &GuestMem, what: &'static str, kind: &'static str) -> Bindi
 pub fn run() -> Result<Report, DemoError> {
     let started = Instant::now();
     let dev = Device::open()?;
-    let vm = dev.create_vm()?;
+    // The demo uses no interrupts: a VM without an interrupt controller
+    // starts faster (see VmOptions).
+    let vm = dev.create_vm_with(VmOptions { irqchip: false })?;
     vm.set_console(Console::Off);
 
     // Memory: five files of three kinds.

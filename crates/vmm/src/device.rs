@@ -34,6 +34,23 @@ pub struct Capabilities {
     pub pvm: bool,
 }
 
+/// How to create a VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmOptions {
+    /// Give the VM KVM's in-kernel interrupt controller (LAPIC, IOAPIC,
+    /// PIC), which irqfds need. Default: yes. A VM without one starts
+    /// faster: on this project's hosts KVM's first memslot change after
+    /// creating the controller waits about 7 ms for an SRCU grace period
+    /// (measured), which delays the guest's first memory install.
+    pub irqchip: bool,
+}
+
+impl Default for VmOptions {
+    fn default() -> Self {
+        VmOptions { irqchip: true }
+    }
+}
+
 /// `/dev/kvm`, opened and probed.
 #[derive(Clone)]
 pub struct Device {
@@ -130,9 +147,14 @@ impl Device {
         &self.shared.caps
     }
 
-    /// Create a VM (SPEC B-VM-1: type 0).
+    /// Create a VM (SPEC B-VM-1: type 0) with the default options.
     pub fn create_vm(&self) -> Result<Vm> {
-        Vm::new(self.shared.clone())
+        Vm::new(self.shared.clone(), VmOptions::default())
+    }
+
+    /// Create a VM with explicit options.
+    pub fn create_vm_with(&self, options: VmOptions) -> Result<Vm> {
+        Vm::new(self.shared.clone(), options)
     }
 
     /// Create a VM with a raw type argument: anything but 0 is EINVAL

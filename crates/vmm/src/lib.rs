@@ -43,7 +43,7 @@ mod vcpu;
 mod vm;
 pub mod x86;
 
-pub use device::{Capabilities, Device, GuestMem};
+pub use device::{Capabilities, Device, GuestMem, VmOptions};
 pub use error::{Error, Result};
 pub use memory::MemoryStats;
 pub use ports::{Console, PortDevice};

@@ -529,7 +529,7 @@ impl Vcpu {
         // With an in-kernel LAPIC every vCPU but the boot CPU (id 0) starts
         // waiting for INIT/SIPI and KVM_RUN would block forever; lendvm's
         // vCPUs all start at once.
-        if self.core.id != 0 {
+        if self.core.id != 0 && self.vm.options.irqchip {
             st.fd
                 .set_mp_state(kvm_bindings::kvm_mp_state {
                     mp_state: kvm_bindings::KVM_MP_STATE_RUNNABLE,

@@ -16,7 +16,7 @@ use uapi::{
     gunyah_map_mem_args, gunyah_vm_boot_context, gunyah_vm_dtb_config, gunyah_vm_firmware_config,
 };
 
-use crate::device::{GuestMem, Shared};
+use crate::device::{GuestMem, Shared, VmOptions};
 use crate::functions::{self, FunctionArg};
 use crate::memory::MemoryStats;
 use crate::native_abi::{
@@ -135,6 +135,7 @@ pub(crate) struct VmInner {
     pub(crate) counters: Counters,
     /// KVM_CAP_EXCEPTION_PAYLOAD is on: injected #PF carry CR2.
     pub(crate) exception_payload: bool,
+    pub(crate) options: VmOptions,
 }
 
 /// `lock()` that survives a panic in another thread: every structure under
@@ -153,13 +154,15 @@ pub struct Vm {
 }
 
 impl Vm {
-    pub(crate) fn new(shared: Arc<Shared>) -> Result<Vm> {
+    pub(crate) fn new(shared: Arc<Shared>, options: VmOptions) -> Result<Vm> {
         let fd = shared
             .kvm
             .create_vm()
             .map_err(|e| Error::kvm("KVM_CREATE_VM", e))?;
-        fd.create_irq_chip()
-            .map_err(|e| Error::kvm("KVM_CREATE_IRQCHIP", e))?;
+        if options.irqchip {
+            fd.create_irq_chip()
+                .map_err(|e| Error::kvm("KVM_CREATE_IRQCHIP", e))?;
+        }
         let exception_payload = fd.check_extension_raw(CAP_EXCEPTION_PAYLOAD.into()) > 0
             && fd
                 .enable_cap(&kvm_bindings::kvm_enable_cap {
@@ -200,6 +203,7 @@ impl Vm {
                 ports: Mutex::new(Ports::new()),
                 counters: Counters::default(),
                 exception_payload,
+                options,
             }),
         })
     }
@@ -538,6 +542,7 @@ impl Vm {
         match functions::decode(desc)? {
             FunctionArg::Vcpu(a) => self.add_vcpu(a.id).map(Function::Vcpu),
             FunctionArg::Irqfd(a) => {
+                self.require_irqchip()?;
                 lock(&self.inner.functions).add_irqfd(&self.inner.fd, &a)?;
                 Ok(Function::Irqfd)
             }
@@ -597,6 +602,7 @@ impl Vm {
 
     /// Register an irqfd: each signal of `fd` raises interrupt line `label`.
     pub fn add_irqfd(&self, fd: RawFd, label: u32, level: bool) -> Result<()> {
+        self.require_irqchip()?;
         lock(&self.inner.functions).add_irqfd(
             &self.inner.fd,
             &gunyah_fn_irqfd_arg {
@@ -606,6 +612,15 @@ impl Vm {
                 padding: 0,
             },
         )
+    }
+
+    fn require_irqchip(&self) -> Result<()> {
+        if !self.inner.options.irqchip {
+            return Err(Error::Unsupported(
+                "irqfds need an interrupt controller, and this VM was created without one (VmOptions::irqchip)".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Remove the irqfd with `label`.

@@ -552,3 +552,37 @@ fn dtb_config_and_start_follow_the_rules() {
     assert_eq!(errno(vm.set_fw_config(&fw(u64::MAX, 2))), libc::EOVERFLOW);
     assert_eq!(vm.configs().1, Some(fw(0x1000, 0x2000)));
 }
+
+// VmOptions: a VM without an interrupt controller refuses irqfds clearly
+// and still runs guests.
+#[test]
+fn a_vm_without_irqchip_refuses_irqfds_and_still_runs() {
+    let Some(dev) = device() else { return };
+    let vm = dev
+        .create_vm_with(vmm::VmOptions { irqchip: false })
+        .unwrap();
+    let e = EventFd::new(0).unwrap();
+    let err = vm.add_irqfd(e.as_raw_fd(), 1, false).unwrap_err();
+    assert_eq!(err.errno(), libc::EOPNOTSUPP);
+    assert!(err.to_string().contains("interrupt controller"), "{err}");
+    // ioeventfds need no interrupt controller.
+    vm.add_ioeventfd(e.as_raw_fd(), 0xd000_0000, 8, None)
+        .unwrap();
+    let image = dev.create_guest_mem(IMAGE_SIZE, 0).unwrap();
+    vm.bind(&image, IMAGE_BASE, 0, IMAGE_SIZE, Access::Lend, Perms::RWX)
+        .unwrap();
+    vmm::loader::ElfImage::parse(vmm::images::HOLDING_CELL)
+        .unwrap()
+        .load(&vm)
+        .unwrap();
+    vm.set_dtb_config(&gunyah_vm_dtb_config {
+        guest_phys_addr: DTB,
+        size: 4096,
+    })
+    .unwrap();
+    let (mut v0, mut v1) = (vm.add_vcpu(0).unwrap(), vm.add_vcpu(1).unwrap());
+    vm.start().unwrap();
+    use vmm::holding_cell::{Cell, protocol::PING_REPLY};
+    assert_eq!(Cell::new(&mut v0).ping().unwrap(), PING_REPLY);
+    assert_eq!(Cell::new(&mut v1).ping().unwrap(), PING_REPLY);
+}
