@@ -557,3 +557,73 @@ fn ioeventfds_absorb_matching_guest_writes() {
         "no eventfd fired"
     );
 }
+
+// DESIGN §6.3 / regression: a chunk that already holds lent, installed
+// pages (the DTB handed over at START, or pages left after a partial
+// reclaim) is completed around them, never installed twice, and the host
+// never regains access to pages the guest holds.
+#[test]
+fn demand_paging_fills_gaps_around_pages_already_given() {
+    for kind in [FileKind::GuestMemfd, FileKind::Private] {
+        let Some(dev) = device() else { return };
+        let vm = dev.create_vm().unwrap();
+        vm.set_console(vmm::Console::Off);
+        // Image, DTB and data in one lend binding, one 2 MiB chunk apart at most.
+        let ram = match kind {
+            FileKind::Private => vm.create_guest_memfd(4 << 20, gmem::Mode::Private).unwrap(),
+            _ => vm
+                .create_guest_memfd(4 << 20, gmem::Mode::HostMappable)
+                .unwrap(),
+        };
+        let image = dev.create_guest_mem(2 << 20, 0).unwrap();
+        vm.bind(&image, IMAGE_BASE, 0, 2 << 20, Access::Lend, Perms::RWX)
+            .unwrap();
+        vm.bind(&ram, 0x40_0000, 0, 4 << 20, Access::Lend, Perms::RWX)
+            .unwrap();
+        vmm::loader::ElfImage::parse(vmm::images::HOLDING_CELL)
+            .unwrap()
+            .load(&vm)
+            .unwrap();
+        // The DTB sits in the middle of the first 2 MiB chunk of `ram`.
+        vm.set_dtb_config(&uapi::gunyah_vm_dtb_config {
+            guest_phys_addr: 0x48_0000,
+            size: 4096,
+        })
+        .unwrap();
+        let mut vcpu = vm.add_vcpu(0).unwrap();
+        vm.start().unwrap();
+        assert_eq!(ram.page_state(0x8_0000), PageState::Lent(vm.id()));
+        let mut cell = Cell::new(&mut vcpu);
+        // Touch pages on both sides of the DTB page, in the same chunk.
+        cell.write(0x40_0000, 1, 8).unwrap();
+        cell.write(0x5f_f000, 2, 8).unwrap();
+        assert_eq!(cell.read(0x40_0000, 8).unwrap(), 1, "{kind:?}");
+        assert_installed_within_bindings(&vm);
+        let slots = vm.installed();
+        for (i, (a, _)) in slots.iter().enumerate() {
+            for (b, _) in &slots[i + 1..] {
+                assert!(
+                    a.end <= b.start || b.end <= a.start,
+                    "slots overlap: {a:x?} {b:x?}"
+                );
+            }
+        }
+        // Reclaim one page in the middle of a lent chunk; the guest takes it
+        // back on its next touch; its neighbours stayed with the guest.
+        assert_eq!(ram.reclaim(0x1000, 4096).unwrap(), 4096);
+        assert_eq!(ram.page_state(0x1000), PageState::LendBound(vm.id()));
+        assert_eq!(ram.page_state(0), PageState::Lent(vm.id()));
+        if kind != FileKind::Private {
+            assert!(
+                ram.read_at(0, &mut [0u8; 8]).is_err(),
+                "the host must not see the guest's page"
+            );
+            assert!(ram.read_at(0x1000, &mut [0u8; 8]).is_ok());
+        }
+        cell.write(0x40_1000, 3, 8).unwrap();
+        assert_eq!(cell.read(0x40_1000, 8).unwrap(), 3);
+        assert_eq!(cell.read(0x40_0000, 8).unwrap(), 1);
+        assert_eq!(ram.page_state(0x1000), PageState::Lent(vm.id()));
+        assert_installed_within_bindings(&vm);
+    }
+}
