@@ -38,10 +38,12 @@ pub struct Capabilities {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VmOptions {
     /// Give the VM KVM's in-kernel interrupt controller (LAPIC, IOAPIC,
-    /// PIC), which irqfds need. Default: yes. A VM without one starts
-    /// faster: on this project's hosts KVM's first memslot change after
-    /// creating the controller waits about 7 ms for an SRCU grace period
-    /// (measured), which delays the guest's first memory install.
+    /// PIC), which irqfds and SMP standard guests need. Default: yes. It
+    /// is created at the first vCPU or irqfd, because on this project's
+    /// hosts KVM's first memslot change after creating it waits about 7 ms
+    /// for an SRCU grace period (measured): memory bound before then does
+    /// not pay it, memory installed later (demand paging, lendvm's system
+    /// region) does. A VM without one never pays it.
     pub irqchip: bool,
 }
 

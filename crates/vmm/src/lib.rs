@@ -30,7 +30,9 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
 
+pub mod boot;
 mod device;
+pub mod devices;
 mod error;
 pub mod functions;
 pub mod holding_cell;
@@ -43,6 +45,7 @@ mod vcpu;
 mod vm;
 pub mod x86;
 
+pub use boot::BootMode;
 pub use device::{Capabilities, Device, GuestMem, VmOptions};
 pub use error::{Error, Result};
 pub use memory::MemoryStats;

@@ -19,6 +19,8 @@ pub enum Console {
     Stdout,
     /// An in-memory buffer the caller can read (tests, reports).
     Buffer(Arc<Mutex<Vec<u8>>>),
+    /// A file (opened by the caller).
+    File(Arc<Mutex<std::fs::File>>),
     /// Discarded.
     Off,
 }
@@ -38,6 +40,9 @@ impl Console {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .extend_from_slice(bytes),
+            Console::File(f) => {
+                let _ = f.lock().unwrap_or_else(|p| p.into_inner()).write_all(bytes);
+            }
             Console::Off => {}
         }
     }
@@ -84,6 +89,10 @@ impl Ports {
 
     pub(crate) fn set_console(&mut self, console: Console) {
         self.console = console;
+    }
+
+    pub(crate) fn add(&mut self, device: Box<dyn PortDevice>) {
+        self.devices.push(device);
     }
 
     /// Write out every unfinished console line (the VM stopped).

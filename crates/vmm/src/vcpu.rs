@@ -34,6 +34,7 @@ use uapi::{
     gunyah_vm_exit_info,
 };
 
+use crate::boot::BootMode;
 use crate::memory::Touch;
 use crate::native_abi::SYSTEM_REGION_BASE;
 use crate::ports::PortOutcome;
@@ -501,35 +502,55 @@ impl Vcpu {
                 .map_err(|e| Error::kvm("KVM_SET_CPUID2", e))?;
             st.cpuid_set = true;
         }
+        let cfg = lock(&self.vm.config);
+        let mode = cfg.boot_mode;
         let mut sregs = st
             .fd
             .get_sregs()
             .map_err(|e| Error::kvm("KVM_GET_SREGS", e))?;
-        x86::native_sregs(&mut sregs);
-        st.fd
-            .set_sregs(&sregs)
-            .map_err(|e| Error::kvm("KVM_SET_SREGS", e))?;
-        let cfg = lock(&self.vm.config);
         let mut regs = kvm_regs {
             rflags: 2,
-            rip: cfg.boot.pc.unwrap_or(0),
-            rdi: u64::from(self.core.id),
-            rsi: cfg.dtb_addr(),
             ..Default::default()
         };
+        match mode {
+            BootMode::Native => {
+                x86::native_sregs(&mut sregs);
+                regs.rip = cfg.boot.pc.unwrap_or(0);
+                regs.rdi = u64::from(self.core.id);
+                regs.rsi = cfg.dtb_addr();
+            }
+            BootMode::Pvh { entry, start_info } => {
+                x86::pvh_sregs(&mut sregs);
+                regs.rip = entry;
+                regs.rbx = start_info;
+            }
+            BootMode::Linux64 { entry, boot_params } => {
+                x86::linux64_sregs(&mut sregs);
+                regs.rip = entry;
+                regs.rsi = boot_params;
+            }
+        }
         for (i, v) in cfg.boot.gprs.iter().enumerate() {
             if let Some(v) = v {
                 x86::set_gpr(&mut regs, i, *v);
             }
         }
+        if mode != BootMode::Native {
+            if let Some(pc) = cfg.boot.pc {
+                regs.rip = pc;
+            }
+        }
         drop(cfg);
+        st.fd
+            .set_sregs(&sregs)
+            .map_err(|e| Error::kvm("KVM_SET_SREGS", e))?;
         st.fd
             .set_regs(&regs)
             .map_err(|e| Error::kvm("KVM_SET_REGS", e))?;
         // With an in-kernel LAPIC every vCPU but the boot CPU (id 0) starts
-        // waiting for INIT/SIPI and KVM_RUN would block forever; lendvm's
-        // vCPUs all start at once.
-        if self.core.id != 0 && self.vm.options.irqchip {
+        // waiting for INIT/SIPI and KVM_RUN would block. lendvm's native
+        // vCPUs all start at once; a PVH or Linux guest wakes its own.
+        if self.core.id != 0 && self.vm.options.irqchip && mode == BootMode::Native {
             st.fd
                 .set_mp_state(kvm_bindings::kvm_mp_state {
                     mp_state: kvm_bindings::KVM_MP_STATE_RUNNABLE,

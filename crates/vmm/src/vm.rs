@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 use binding::{Access, BindingInfo, FileRules, PAGE_SIZE, Perms, VmId, file_flags, map_flags};
 use gmem::{GuestMemFile, Mode};
@@ -16,6 +17,7 @@ use uapi::{
     gunyah_map_mem_args, gunyah_vm_boot_context, gunyah_vm_dtb_config, gunyah_vm_firmware_config,
 };
 
+use crate::boot::BootMode;
 use crate::device::{GuestMem, Shared, VmOptions};
 use crate::functions::{self, FunctionArg};
 use crate::memory::MemoryStats;
@@ -73,6 +75,8 @@ pub(crate) struct Config {
     fw: Option<gunyah_vm_firmware_config>,
     pub(crate) boot: BootContext,
     pub(crate) mmio_window: Range<u64>,
+    /// How vCPUs enter the guest.
+    pub(crate) boot_mode: BootMode,
     /// lendvm's own memory (GDT, IDT, TSS, page tables), made at START.
     system: Option<GuestMemFile>,
 }
@@ -116,6 +120,9 @@ pub struct VmMetrics {
     pub unknown_port_io: u64,
     /// Faults injected into the guest (resume action FAULT, DESIGN D7).
     pub injected_faults: u64,
+    /// Time from VM creation to the guest's write to the boot-complete
+    /// probe (port 0xee), if it wrote.
+    pub boot_complete: Option<Duration>,
     /// Memory events.
     pub memory: MemoryStats,
 }
@@ -136,6 +143,12 @@ pub(crate) struct VmInner {
     /// KVM_CAP_EXCEPTION_PAYLOAD is on: injected #PF carry CR2.
     pub(crate) exception_payload: bool,
     pub(crate) options: VmOptions,
+    /// When the VM was created, for the boot-complete probe.
+    created: Instant,
+    /// The in-kernel interrupt controller exists (created on first need).
+    irqchip_made: OnceLock<()>,
+    /// Time from creation to the guest's boot-complete write.
+    boot_done: Arc<OnceLock<Duration>>,
 }
 
 /// `lock()` that survives a panic in another thread: every structure under
@@ -159,10 +172,7 @@ impl Vm {
             .kvm
             .create_vm()
             .map_err(|e| Error::kvm("KVM_CREATE_VM", e))?;
-        if options.irqchip {
-            fd.create_irq_chip()
-                .map_err(|e| Error::kvm("KVM_CREATE_IRQCHIP", e))?;
-        }
+
         let exception_payload = fd.check_extension_raw(CAP_EXCEPTION_PAYLOAD.into()) > 0
             && fd
                 .enable_cap(&kvm_bindings::kvm_enable_cap {
@@ -194,6 +204,7 @@ impl Vm {
                     fw: None,
                     boot: BootContext::default(),
                     mmio_window: MMIO_WINDOW_BASE..MMIO_WINDOW_BASE + MMIO_WINDOW_SIZE,
+                    boot_mode: BootMode::Native,
                     system: None,
                 }),
                 functions: Mutex::new(functions::Table::default()),
@@ -204,6 +215,9 @@ impl Vm {
                 counters: Counters::default(),
                 exception_payload,
                 options,
+                created: Instant::now(),
+                irqchip_made: OnceLock::new(),
+                boot_done: Arc::new(OnceLock::new()),
             }),
         })
     }
@@ -529,6 +543,59 @@ impl Vm {
         })
     }
 
+    /// How vCPUs enter the guest (default: lendvm's native mode). The
+    /// `boot` module sets it for PVH and Linux images. Before START only.
+    pub fn set_boot_mode(&self, mode: BootMode) -> Result<()> {
+        let mut cfg = self.require_not_started("choosing the boot mode")?;
+        cfg.boot_mode = mode;
+        Ok(())
+    }
+
+    /// The boot mode.
+    pub fn boot_mode(&self) -> BootMode {
+        self.config().boot_mode
+    }
+
+    /// Add the legacy PC devices standard guests use: COM1 (a 16550 whose
+    /// output goes to `serial` and whose interrupt, line 4, goes through an
+    /// irqfd when the VM has an interrupt controller), the i8042 reset line
+    /// (`out 0x64, 0xfe` stops the VM: EXITED, kind RESET), and the
+    /// boot-complete probe at port 0xee. `input`, if given, feeds COM1's
+    /// receiver until it ends.
+    pub fn add_legacy_devices(
+        &self,
+        serial: Console,
+        input: Option<Box<dyn std::io::Read + Send>>,
+    ) -> Result<()> {
+        let irq = if self.inner.options.irqchip {
+            self.require_irqchip()?;
+            let e = vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)
+                .map_err(|source| Error::Kvm {
+                    op: "eventfd",
+                    source,
+                })?;
+            self.inner
+                .fd
+                .register_irqfd(&e, crate::devices::COM1_IRQ)
+                .map_err(|e| Error::kvm("KVM_IRQFD (COM1)", e))?;
+            Some(e)
+        } else {
+            None
+        };
+        let devices = crate::devices::legacy(
+            serial,
+            input,
+            irq,
+            self.inner.created,
+            self.inner.boot_done.clone(),
+        );
+        let mut ports = lock(&self.inner.ports);
+        for d in devices {
+            ports.add(d);
+        }
+        Ok(())
+    }
+
     /// Where built-in console output goes (default: standard output).
     pub fn set_console(&self, console: Console) {
         lock(&self.inner.ports).set_console(console);
@@ -578,6 +645,7 @@ impl Vm {
             // vCPU back, reset to the boot state on its first run.
             return Ok(Vcpu::attach(self.inner.clone(), core.clone()));
         }
+        self.inner.ensure_irqchip()?;
         let fd = self
             .inner
             .fd
@@ -620,7 +688,8 @@ impl Vm {
                 "irqfds need an interrupt controller, and this VM was created without one (VmOptions::irqchip)".into(),
             ));
         }
-        Ok(())
+        let _vcpus = lock(&self.inner.vcpus);
+        self.inner.ensure_irqchip()
     }
 
     /// Remove the irqfd with `label`.
@@ -680,6 +749,16 @@ impl Vm {
         let dtb = cfg
             .dtb
             .ok_or_else(|| Error::Invalid("no DTB location was set (SET_DTB_CONFIG)".into()))?;
+        // Standard boots start only vCPU 0; the guest wakes the others with
+        // INIT/SIPI, which needs the in-kernel LAPIC.
+        if cfg.boot_mode != BootMode::Native
+            && !self.inner.options.irqchip
+            && lock(&self.inner.vcpus).len() > 1
+        {
+            return Err(Error::Invalid(
+                "a PVH or Linux guest with several vCPUs needs an interrupt controller (VmOptions::irqchip)".into(),
+            ));
+        }
         if dtb.size == 0 {
             return Err(Error::Invalid("the DTB size is 0".into()));
         }
@@ -708,10 +787,14 @@ impl Vm {
         if b.is_lend() {
             st.hand_over(vm, &b, start..end)?;
         }
-        let system = GuestMemFile::memfd(SYSTEM_REGION_SIZE, file_flags::CLOEXEC)?;
-        x86::build_system_region(&system)?;
-        st.install_private_slot(vm, SYSTEM_REGION_BASE, &system)?;
-        cfg.system = Some(system);
+        // Native and Linux entries use lendvm's GDT and page tables; a PVH
+        // guest brings its own.
+        if !matches!(cfg.boot_mode, BootMode::Pvh { .. }) {
+            let system = GuestMemFile::memfd(SYSTEM_REGION_SIZE, file_flags::CLOEXEC)?;
+            x86::build_system_region(&system)?;
+            st.install_private_slot(vm, SYSTEM_REGION_BASE, &system)?;
+            cfg.system = Some(system);
+        }
         Ok(())
     }
 
@@ -734,6 +817,7 @@ impl Vm {
             port_io: get(&c.port_io),
             unknown_port_io: get(&c.unknown_port_io),
             injected_faults: get(&c.injected_faults),
+            boot_complete: self.inner.boot_done.get().copied(),
             memory: self.inner.shared.lock().stats(self.inner.id),
         }
     }
@@ -774,6 +858,22 @@ impl Config {
 }
 
 impl VmInner {
+    /// Create the in-kernel interrupt controller if the VM wants one and it
+    /// does not exist yet. Deferred to the first vCPU or irqfd (KVM needs
+    /// it before any vCPU) because KVM's next memslot change after it waits
+    /// ~7 ms (see VmOptions): memory bound before then never pays that.
+    pub(crate) fn ensure_irqchip(&self) -> Result<()> {
+        if !self.options.irqchip || self.irqchip_made.get().is_some() {
+            return Ok(());
+        }
+        // Serialised by the vCPU table lock, which every caller holds.
+        self.fd
+            .create_irq_chip()
+            .map_err(|e| Error::kvm("KVM_CREATE_IRQCHIP", e))?;
+        let _ = self.irqchip_made.set(());
+        Ok(())
+    }
+
     /// Record why the VM stopped (first reason wins) and stop every vCPU.
     pub(crate) fn set_down(&self, status: Status) {
         {

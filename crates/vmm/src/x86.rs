@@ -141,6 +141,50 @@ pub fn native_sregs(sregs: &mut kvm_sregs) {
     sregs.efer = 0x500; // LMA | LME
 }
 
+fn flat(selector: u16, type_: u8, long: bool) -> kvm_segment {
+    kvm_segment {
+        dpl: 0,
+        ..segment(selector, type_, long)
+    }
+}
+
+/// Special registers for the Xen PVH entry: 32-bit protected mode, paging
+/// off, CPL0, flat segments (the PVH boot protocol). The guest loads its
+/// own GDT before it reloads a segment, so none is provided.
+pub fn pvh_sregs(sregs: &mut kvm_sregs) {
+    sregs.cs = flat(KERNEL_CODE_SELECTOR, 0xb, false);
+    let data = flat(KERNEL_DATA_SELECTOR, 0x3, false);
+    sregs.ds = data;
+    sregs.es = data;
+    sregs.fs = data;
+    sregs.gs = data;
+    sregs.ss = data;
+    sregs.tr = kvm_segment {
+        limit: 0x67,
+        type_: 0xb,
+        present: 1,
+        ..Default::default()
+    };
+    sregs.cr0 = 0x11; // ET | PE
+    sregs.cr3 = 0;
+    sregs.cr4 = 0;
+    sregs.efer = 0;
+}
+
+/// Special registers for Linux's 64-bit boot protocol: long mode at CPL0
+/// with lendvm's GDT (64-bit code at `KERNEL_CODE_SELECTOR`) and its
+/// identity-map page tables.
+pub fn linux64_sregs(sregs: &mut kvm_sregs) {
+    native_sregs(sregs);
+    sregs.cs = flat(KERNEL_CODE_SELECTOR, 0xb, true);
+    let data = flat(KERNEL_DATA_SELECTOR, 0x3, false);
+    sregs.ds = data;
+    sregs.es = data;
+    sregs.fs = data;
+    sregs.gs = data;
+    sregs.ss = data;
+}
+
 /// The general-purpose registers of the boot context, in x86 instruction
 /// encoding order: index 0..15 = RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI,
 /// R8..R15 (SPEC B-VM-6 on x86, DESIGN §5).
