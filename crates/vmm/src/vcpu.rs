@@ -535,10 +535,10 @@ impl Vcpu {
                 x86::set_gpr(&mut regs, i, *v);
             }
         }
-        if mode != BootMode::Native {
-            if let Some(pc) = cfg.boot.pc {
-                regs.rip = pc;
-            }
+        if mode != BootMode::Native
+            && let Some(pc) = cfg.boot.pc
+        {
+            regs.rip = pc;
         }
         drop(cfg);
         st.fd
