@@ -18,7 +18,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The guest images: (binary in the guests workspace, file in `OUT_DIR`).
-const IMAGES: &[(&str, &str)] = &[("holding-cell", "holding_cell.elf"), ("hello", "hello.elf")];
+const IMAGES: &[(&str, &str)] = &[
+    ("holding-cell", "holding_cell.elf"),
+    ("hello", "hello.elf"),
+    ("pvh-hello", "pvh_hello.elf"),
+];
 
 /// Environment variables through which the outer build would change how the
 /// nested one compiles, removed from its environment.

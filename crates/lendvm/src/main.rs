@@ -20,11 +20,18 @@ fn out(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
-fn print_report(report: &Report, json: bool) {
-    if json {
-        out(&format!("{}\n", report.json()));
+/// Print the report: to standard error when the guest's console is
+/// standard output, so the two do not mix.
+fn print_report(report: &Report, json: bool, to_stderr: bool) {
+    let text = if json {
+        format!("{}\n", report.json())
     } else {
-        out(&report.text());
+        report.text()
+    };
+    if to_stderr {
+        let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    } else {
+        out(&text);
     }
 }
 
@@ -62,13 +69,19 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run(args) => {
-            let result = match &args.image {
-                Some(path) => run::run_image(&args, path).map_err(|e| e.to_string()),
-                None => demo::run().map_err(|e| e.to_string()),
+            let guest = args.image.is_some() || args.kernel.is_some();
+            let result = if guest {
+                run::run(&args).map_err(|e| e.to_string())
+            } else {
+                demo::run().map_err(|e| e.to_string())
             };
             match result {
                 Ok(report) => {
-                    print_report(&report, args.json);
+                    print_report(
+                        &report,
+                        args.json,
+                        guest && args.serial == cli::SerialSpec::Stdio,
+                    );
                     exit_code(&report)
                 }
                 Err(e) => {

@@ -133,6 +133,13 @@ impl Report {
         if let Some((mib, pages)) = self.rate() {
             let _ = writeln!(s, "  first touch: {mib:.0} MiB/s ({pages:.0} pages/s)");
         }
+        if let Some(t) = m.boot_complete {
+            let _ = writeln!(
+                s,
+                "  guest-reported boot complete {:.2} ms after the VM was created",
+                t.as_secs_f64() * 1e3
+            );
+        }
         let _ = writeln!(s, "What happened");
         for c in &self.checks {
             let _ = writeln!(
@@ -203,6 +210,7 @@ impl Report {
                 "slots_deleted": m.memory.slots_deleted,
                 "completed_accesses": m.memory.completed_accesses,
             },
+            "boot_complete_ms": m.boot_complete.map(|t| t.as_secs_f64() * 1e3),
             "first_touch_mib_per_s": self.rate().map(|r| r.0),
             "first_touch_pages_per_s": self.rate().map(|r| r.1),
             "checks": checks,

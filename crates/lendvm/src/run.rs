@@ -1,26 +1,37 @@
-//! `lendvm run --image`: boot a user's ELF image in lendvm's native mode.
+//! `lendvm run --image / --kernel`: boot a user's image.
+//!
+//! Native ELF images enter lendvm's native mode with RAM lent page by page.
+//! Kernels (a bzImage, or an ELF with the PVH note) boot with the standard
+//! protocols: RAM is a VM-owned guest_memfd bound at 0, lendvm writes the
+//! kernel and boot structures through a share binding, then (mode lend)
+//! swaps it for a lend binding that gives the guest all of it at start.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use binding::{Access, Perms};
 use gmem::Mode;
+use vmm::boot::{BootArgs, BootLayout, KernelImage};
 use vmm::loader::{ElfImage, LoadError};
-use vmm::{Console, Device, Exit, ResumeAction, Status, Vm, VmOptions};
+use vmm::{Console, Device, Exit, GuestMem, ResumeAction, Status, Vm, VmOptions};
 
-use crate::cli::{MemoryMode, MemorySpec, RunArgs};
+use crate::cli::{MemoryMode, MemorySpec, RunArgs, SerialSpec};
 use crate::report::{BindingRow, Report};
 
 const PAGE: u64 = 4096;
+const HUGE: u64 = 2 << 20;
 
 /// Why a run failed before or while the guest ran.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// The image file could not be read.
-    #[error("{}: cannot read the image: {source}", path.display())]
-    Read {
+    /// A file could not be read or created.
+    #[error("{}: cannot {doing} it: {source}", path.display())]
+    File {
         /// The file.
         path: PathBuf,
+        /// "read" or "create".
+        doing: &'static str,
         /// Why.
         source: std::io::Error,
     },
@@ -32,12 +43,12 @@ pub enum RunError {
         /// What is wrong with it.
         source: LoadError,
     },
-    /// The image needs a boot path lendvm does not offer for it.
+    /// The image and the options do not go together.
     #[error("{}: {why}", path.display())]
     Unsupported {
         /// The file.
         path: PathBuf,
-        /// What is missing.
+        /// What does not go.
         why: String,
     },
     /// The VM manager refused something.
@@ -45,19 +56,128 @@ pub enum RunError {
     Vm(#[from] vmm::Error),
 }
 
-/// Guest RAM pieces: (guest range, host-writable?) — the image's pages must
-/// be host-writable to load them, the rest can be private.
-fn ram_pieces(mem: &MemorySpec, image: std::ops::Range<u64>) -> Vec<(std::ops::Range<u64>, bool)> {
+fn read(path: &Path) -> Result<Vec<u8>, RunError> {
+    std::fs::read(path).map_err(|source| RunError::File {
+        path: path.into(),
+        doing: "read",
+        source,
+    })
+}
+
+fn console(spec: &SerialSpec) -> Result<Console, RunError> {
+    Ok(match spec {
+        SerialSpec::Stdio => Console::Stdout,
+        SerialSpec::Off => Console::Off,
+        SerialSpec::File(path) => {
+            let f = std::fs::File::create(path).map_err(|source| RunError::File {
+                path: path.clone(),
+                doing: "create",
+                source,
+            })?;
+            Console::File(Arc::new(Mutex::new(f)))
+        }
+    })
+}
+
+/// Boot `--image` or `--kernel` to its end.
+pub fn run(args: &RunArgs) -> Result<Report, RunError> {
+    let started = Instant::now();
+    let (path, via_kernel) = match (&args.image, &args.kernel) {
+        (Some(p), None) => (p.as_path(), false),
+        (None, Some(p)) => (p.as_path(), true),
+        _ => unreachable!("the command line parser gives exactly one image"),
+    };
+    let bytes = read(path)?;
+    let image = vmm::boot::detect(&bytes).map_err(|source| RunError::Image {
+        path: path.into(),
+        source,
+    })?;
+    let unsupported = |why: &str| RunError::Unsupported {
+        path: path.into(),
+        why: why.into(),
+    };
+    match image {
+        KernelImage::Elf(elf) if elf.pvh_entry.is_none() => {
+            if via_kernel {
+                return Err(unsupported(
+                    "not a kernel: the ELF has no PVH entry note (use --image for native images)",
+                ));
+            }
+            if args.initrd.is_some() || args.cmdline.is_some() {
+                return Err(unsupported(
+                    "a native image takes no --initrd or --cmdline (it has no PVH note)",
+                ));
+            }
+            run_native(args, path, &elf, started)
+        }
+        image => run_standard(args, path, image, started),
+    }
+}
+
+/// Guest RAM pieces: (guest range, host-writable?). The pages lendvm must
+/// write (an image, a kernel and its boot structures) are host-mappable; in
+/// private mode the rest is a private guest_memfd.
+fn ram_pieces(
+    mem: &MemorySpec,
+    writable: std::ops::Range<u64>,
+) -> Vec<(std::ops::Range<u64>, bool)> {
     let ram = mem.at..mem.at + mem.size;
     if mem.mode != MemoryMode::Private {
         return vec![(ram, true)];
     }
-    let lo = (image.start & !(PAGE - 1)).max(ram.start);
-    let hi = image.end.div_ceil(PAGE).saturating_mul(PAGE).min(ram.end);
+    let lo = (writable.start & !(PAGE - 1)).max(ram.start);
+    let hi = writable
+        .end
+        .div_ceil(PAGE)
+        .saturating_mul(PAGE)
+        .min(ram.end);
     [(ram.start..lo, false), (lo..hi, true), (hi..ram.end, false)]
         .into_iter()
         .filter(|(r, _)| r.start < r.end)
         .collect()
+}
+
+/// Make and bind guest RAM; returns the files and report rows.
+fn bind_ram(
+    vm: &Vm,
+    mem: &MemorySpec,
+    writable: std::ops::Range<u64>,
+    access: Access,
+) -> Result<(Vec<GuestMem>, Vec<BindingRow>), RunError> {
+    let mut files = Vec::new();
+    let mut rows = Vec::new();
+    for (range, host) in ram_pieces(mem, writable) {
+        let mode = if host {
+            Mode::HostMappable
+        } else {
+            Mode::Private
+        };
+        let file = vm.create_guest_memfd(range.end - range.start, mode)?;
+        // Private pieces can only be lent.
+        let access = if host { access } else { Access::Lend };
+        vm.bind(
+            &file,
+            range.start,
+            0,
+            range.end - range.start,
+            access,
+            Perms::RWX,
+        )?;
+        rows.push(BindingRow {
+            what: if host { "RAM" } else { "RAM (private)" },
+            guest_addr: range.start,
+            size: range.end - range.start,
+            file: if host {
+                "guest_memfd"
+            } else {
+                "guest_memfd (private)"
+            },
+            access,
+            perms: Perms::RWX.to_string(),
+        });
+        files.push(file);
+    }
+    Ok((files, rows))
 }
 
 /// Check that the image fits in guest RAM, below its last page (which
@@ -81,67 +201,27 @@ fn check_fits(path: &Path, elf: &ElfImage<'_>, mem: &MemorySpec) -> Result<(), R
     Ok(())
 }
 
-/// Run `args.image` to its end.
-pub fn run_image(args: &RunArgs, path: &Path) -> Result<Report, RunError> {
-    let started = Instant::now();
-    let bytes = std::fs::read(path).map_err(|source| RunError::Read {
-        path: path.into(),
-        source,
-    })?;
-    let elf = ElfImage::parse(&bytes).map_err(|source| RunError::Image {
-        path: path.into(),
-        source,
-    })?;
-    if elf.pvh_entry.is_some() {
-        return Err(RunError::Unsupported {
-            path: path.into(),
-            why: "the image carries a PVH entry note; lendvm enters images in its native 64-bit mode only".into(),
-        });
-    }
+fn run_native(
+    args: &RunArgs,
+    path: &Path,
+    elf: &ElfImage<'_>,
+    started: Instant,
+) -> Result<Report, RunError> {
     let mem = args.memory;
-    check_fits(path, &elf, &mem)?;
-    // Everything the image needs is checked: now make the VM.
+    check_fits(path, elf, &mem)?;
+    let console = console(&args.serial)?;
+    // Everything the image needs is checked: now make the VM. Native guests
+    // get no interrupts from lendvm, so no interrupt controller.
     let dev = Device::open()?;
-    // Native guests get no interrupts from lendvm: skip the controller,
-    // which only delays start-up (see VmOptions).
     let vm = dev.create_vm_with(VmOptions { irqchip: false })?;
-    vm.set_console(Console::Stdout);
+    vm.set_console(console.clone());
+    vm.add_legacy_devices(console, None)?;
     let access = if mem.mode == MemoryMode::Share {
         Access::Share
     } else {
         Access::Lend
     };
-    let mut rows = Vec::new();
-    let mut files = Vec::new();
-    for (range, writable) in ram_pieces(&mem, elf.span()) {
-        let mode = if writable {
-            Mode::HostMappable
-        } else {
-            Mode::Private
-        };
-        let file = vm.create_guest_memfd(range.end - range.start, mode)?;
-        vm.bind(
-            &file,
-            range.start,
-            0,
-            range.end - range.start,
-            access,
-            Perms::RWX,
-        )?;
-        rows.push(BindingRow {
-            what: if writable { "RAM" } else { "RAM (private)" },
-            guest_addr: range.start,
-            size: range.end - range.start,
-            file: if writable {
-                "guest_memfd"
-            } else {
-                "guest_memfd (private)"
-            },
-            access,
-            perms: Perms::RWX.to_string(),
-        });
-        files.push(file);
-    }
+    let (_files, rows) = bind_ram(&vm, &mem, elf.span(), access)?;
     elf.load(&vm).map_err(|source| RunError::Image {
         path: path.into(),
         source,
@@ -150,26 +230,141 @@ pub fn run_image(args: &RunArgs, path: &Path) -> Result<Report, RunError> {
         guest_phys_addr: mem.at + mem.size - PAGE,
         size: PAGE,
     })?;
+    finish(&vm, args, rows, None, started, Fallback::Fault)
+}
+
+fn run_standard(
+    args: &RunArgs,
+    path: &Path,
+    image: KernelImage<'_>,
+    started: Instant,
+) -> Result<Report, RunError> {
+    let mem = args.memory;
+    let unsupported = |why: String| RunError::Unsupported {
+        path: path.into(),
+        why,
+    };
+    if mem.at != 0 {
+        return Err(unsupported(
+            "kernels need guest RAM at address 0 (--memory at=0)".into(),
+        ));
+    }
+    let initrd = args.initrd.as_deref().map(read).transpose()?;
+    let cmdline = args.cmdline.as_deref().unwrap_or("console=ttyS0");
+    // What lendvm must write: boot structures from 0, the kernel, and (for
+    // private RAM, where it cannot place one above the kernel) no initrd.
+    let kernel_end = match &image {
+        KernelImage::Elf(elf) => elf.span().end,
+        KernelImage::BzImage(bytes) => {
+            let hdr = vmm::boot::bzimage_header(bytes).map_err(|source| RunError::Image {
+                path: path.into(),
+                source,
+            })?;
+            vmm::boot::HIMEM_START + u64::from(hdr.init_size).max(bytes.len() as u64)
+        }
+    };
+    if mem.mode == MemoryMode::Private && initrd.is_some() {
+        return Err(unsupported(
+            "mode=private cannot take an --initrd: lendvm cannot write it into private memory"
+                .into(),
+        ));
+    }
+    let writable = 0..kernel_end.div_ceil(HUGE) * HUGE;
+    if writable.end > mem.size {
+        return Err(unsupported(format!(
+            "the kernel needs RAM up to {:#x}; --memory gives {:#x}",
+            writable.end, mem.size
+        )));
+    }
+    let console = console(&args.serial)?;
+    let input: Option<Box<dyn std::io::Read + Send>> = match args.serial {
+        SerialSpec::Stdio => Some(Box::new(std::io::stdin())),
+        _ => None,
+    };
+    let dev = Device::open()?;
+    let vm = dev.create_vm()?;
+    // Kernels touch all their RAM soon: lend it whole at start.
+    vm.set_demand_paging(false)?;
+    vm.set_console(console.clone());
+    // Bind for the host to write first (share), then give it for real.
+    let (files, mut rows) = bind_ram(&vm, &mem, writable.clone(), Access::Share)?;
+    let boot = BootArgs {
+        cmdline,
+        initrd: initrd.as_deref(),
+    };
+    let layout = match &image {
+        KernelImage::Elf(elf) => vmm::boot::prepare_pvh(&vm, elf, &boot)?,
+        KernelImage::BzImage(bytes) => vmm::boot::prepare_linux(&vm, bytes, &boot)?,
+    };
+    if mem.mode != MemoryMode::Share {
+        for (file, row) in files.iter().zip(rows.iter_mut()) {
+            if row.access == Access::Share {
+                vm.unbind(file, row.guest_addr, 0, row.size, Access::Share, Perms::RWX)?;
+                vm.bind(file, row.guest_addr, 0, row.size, Access::Lend, Perms::RWX)?;
+                row.access = Access::Lend;
+            }
+        }
+    }
+    // After the memory: COM1's irqfd creates the interrupt controller, and
+    // memslot changes after that wait for KVM (see vmm::VmOptions).
+    vm.add_legacy_devices(console, input)?;
+    finish(&vm, args, rows, Some(layout), started, Fallback::AllOnes)
+}
+
+/// What a guest gets for an access no device answers.
+#[derive(Clone, Copy)]
+enum Fallback {
+    /// A page fault (native images: lendvm's own guests expect it).
+    Fault,
+    /// Reads return all ones and writes are dropped, as on a PC bus
+    /// without the device (standard guests probe for hardware).
+    AllOnes,
+}
+
+fn finish(
+    vm: &Vm,
+    args: &RunArgs,
+    rows: Vec<BindingRow>,
+    layout: Option<BootLayout>,
+    started: Instant,
+    fallback: Fallback,
+) -> Result<Report, RunError> {
     let vcpus = (0..args.vcpus)
         .map(|id| vm.add_vcpu(id))
         .collect::<Result<Vec<_>, _>>()?;
     vm.start()?;
-    let status = run_vcpus(&vm, vcpus)?;
+    let status = run_vcpus(vm, vcpus, fallback)?;
+    let mut checks = Vec::new();
+    if let Some(l) = layout {
+        checks.push(crate::report::Check::new(
+            "boot",
+            true,
+            format!(
+                "{:?}, kernel [{:#x}, {:#x}), {} memory map entries{}",
+                l.mode,
+                l.kernel.start,
+                l.kernel.end,
+                l.memory_map.len(),
+                l.initrd.map_or(String::new(), |r| format!(
+                    ", initrd [{:#x}, {:#x})",
+                    r.start, r.end
+                ))
+            ),
+        ));
+    }
     Ok(Report {
         bindings: rows,
         metrics: vm.metrics(),
         status,
         first_touch: None,
-        checks: Vec::new(),
+        checks,
         elapsed: started.elapsed(),
         console: String::new(),
     })
 }
 
-/// Run every vCPU on its own thread until the VM stops. lendvm has no
-/// devices for user images beyond the console: MMIO and page faults are
-/// reflected into the guest as faults (DESIGN D7).
-pub fn run_vcpus(vm: &Vm, vcpus: Vec<vmm::Vcpu>) -> Result<Status, vmm::Error> {
+/// Run every vCPU on its own thread until the VM stops.
+fn run_vcpus(vm: &Vm, vcpus: Vec<vmm::Vcpu>, fallback: Fallback) -> Result<Status, vmm::Error> {
     let kickers: Vec<vmm::Kicker> = vcpus.iter().map(|v| v.kicker()).collect();
     let results: Vec<Result<Status, vmm::Error>> = std::thread::scope(|s| {
         let handles: Vec<_> = vcpus
@@ -177,7 +372,7 @@ pub fn run_vcpus(vm: &Vm, vcpus: Vec<vmm::Vcpu>) -> Result<Status, vmm::Error> {
             .map(|mut vcpu| {
                 let kickers = &kickers;
                 s.spawn(move || {
-                    let result = drive(&mut vcpu);
+                    let result = drive(&mut vcpu, fallback);
                     if result.is_err() {
                         // One vCPU failed: stop the others, or they run on.
                         kickers.iter().for_each(vmm::Kicker::kick);
@@ -205,11 +400,15 @@ pub fn run_vcpus(vm: &Vm, vcpus: Vec<vmm::Vcpu>) -> Result<Status, vmm::Error> {
     Ok(vm.status().unwrap_or(Status::LoadFailed))
 }
 
-fn drive(vcpu: &mut vmm::Vcpu) -> Result<Status, vmm::Error> {
+fn drive(vcpu: &mut vmm::Vcpu, fallback: Fallback) -> Result<Status, vmm::Error> {
     loop {
-        match vcpu.run()? {
-            Exit::Status(status) => return Ok(status),
-            Exit::Mmio { .. } | Exit::PageFault { .. } => vcpu.set_resume(ResumeAction::Fault),
+        match (vcpu.run()?, fallback) {
+            (Exit::Status(status), _) => return Ok(status),
+            (Exit::Mmio { .. }, Fallback::AllOnes) => {
+                vcpu.set_mmio_data(&[0xff; 8]);
+                vcpu.set_resume(ResumeAction::Handled);
+            }
+            (Exit::Mmio { .. } | Exit::PageFault { .. }, _) => vcpu.set_resume(ResumeAction::Fault),
         }
     }
 }
@@ -219,7 +418,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn private_ram_keeps_the_image_pages_host_writable() {
+    fn private_ram_keeps_the_written_pages_host_mappable() {
         let mem = MemorySpec {
             size: 16 << 20,
             mode: MemoryMode::Private,
