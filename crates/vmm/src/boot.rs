@@ -105,9 +105,7 @@ pub fn detect(bytes: &[u8]) -> Result<KernelImage<'_>, LoadError> {
     if bytes.len() > 0x210 && &bytes[0x202..0x206] == b"HdrS" {
         return Ok(KernelImage::BzImage(bytes));
     }
-    Err(LoadError::Unsupported(
-        "neither an ELF image nor a Linux bzImage (no \\x7fELF, no HdrS header)".into(),
-    ))
+    Err(LoadError::UnknownFormat)
 }
 
 /// The boot structures' contents.

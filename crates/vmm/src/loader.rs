@@ -24,6 +24,9 @@ pub enum LoadError {
     /// Not an ELF file at all.
     #[error("not an ELF file (bad magic)")]
     NotElf,
+    /// Neither an ELF image nor a Linux bzImage.
+    #[error("not an ELF file or a Linux bzImage (no \\x7fELF magic, no HdrS header)")]
+    UnknownFormat,
     /// ELF, but not what lendvm runs.
     #[error("unsupported ELF image: {0}")]
     Unsupported(String),
