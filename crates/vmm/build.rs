@@ -24,6 +24,11 @@ const IMAGES: &[(&str, &str)] = &[
     ("pvh-hello", "pvh_hello.elf"),
 ];
 
+/// The guests are built for the host's own target, named explicitly (as the
+/// workspace's `.cargo/config.toml` does), so the image path is the same
+/// whichever config files apply.
+const TARGET: &str = "x86_64-unknown-linux-gnu";
+
 /// Environment variables through which the outer build would change how the
 /// nested one compiles, removed from its environment.
 const OUTER_SETTINGS: &[&str] = &[
@@ -52,7 +57,14 @@ fn main() {
     let mut build = Command::new(&cargo);
     build
         .current_dir(&guests)
-        .args(["build", "--release", "--locked", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            TARGET,
+            "--target-dir",
+        ])
         .arg(&target_dir);
     for (name, _) in env::vars_os() {
         if is_outer_setting(&name) {
@@ -75,7 +87,7 @@ fn main() {
     }
 
     for (binary, image) in IMAGES {
-        let built = target_dir.join("release").join(binary);
+        let built = target_dir.join(TARGET).join("release").join(binary);
         fs::copy(&built, out_dir.join(image))
             .unwrap_or_else(|e| panic!("cannot copy the guest image {}: {e}", built.display()));
     }

@@ -61,6 +61,19 @@ pub struct Report {
     pub console: String,
 }
 
+/// This process's peak resident memory so far (VmHWM), in KiB.
+pub fn peak_rss_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
 fn size(bytes: u64) -> String {
     match bytes {
         b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
@@ -155,9 +168,10 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "The VM {} after {:.1} ms.",
+            "The VM {} after {:.1} ms; lendvm's peak resident memory: {} KiB.",
             status_text(&self.status),
-            self.elapsed.as_secs_f64() * 1e3
+            self.elapsed.as_secs_f64() * 1e3,
+            peak_rss_kib().map_or("unknown".into(), |k| k.to_string())
         );
         s
     }
@@ -193,6 +207,7 @@ impl Report {
             "exit_code": exit_code,
             "crashed": crashed,
             "elapsed_ms": self.elapsed.as_secs_f64() * 1e3,
+            "peak_rss_kib": peak_rss_kib(),
             "bindings": bindings,
             "exits": {
                 "mmio": m.mmio_exits,

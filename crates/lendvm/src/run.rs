@@ -282,7 +282,9 @@ fn run_standard(
         _ => None,
     };
     let dev = Device::open()?;
-    let vm = dev.create_vm()?;
+    let vm = dev.create_vm_with(VmOptions {
+        irqchip: !args.no_irqchip,
+    })?;
     // Kernels touch all their RAM soon: lend it whole at start.
     vm.set_demand_paging(false)?;
     vm.set_console(console.clone());
