@@ -230,6 +230,8 @@ fn run_native(
         guest_phys_addr: mem.at + mem.size - PAGE,
         size: PAGE,
     })?;
+    // The native ABI's vCPU count (native_abi: RDX).
+    vm.set_boot_reg(vmm::BootReg::Gpr(2), u64::from(args.vcpus))?;
     finish(&vm, args, rows, None, started, Fallback::Fault)
 }
 

@@ -11,7 +11,8 @@
 //! * RIP = the ELF entry (or the boot context's PC), RSP = the boot
 //!   context's SP (0 if unset: the image sets up its own stack),
 //!   RDI = the vCPU id, RSI = the DTB/boot-info address (0 if unset); any
-//!   other register = its boot context value, else 0.
+//!   other register = its boot context value, else 0. `lendvm run` sets
+//!   RDX (X2) to the number of vCPUs it starts.
 //! * SSE is enabled (CR4.OSFXSR | OSXMMEXCPT); the FPU is in its reset state.
 //! * Port I/O is allowed for every port (the TSS I/O bitmap is all zeros).
 //!

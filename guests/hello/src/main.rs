@@ -1,10 +1,11 @@
 //! The smallest useful native lendvm guest, and an example for writing one.
 //!
 //! lendvm enters every vCPU at `_start` in 64-bit long mode at CPL3 with
-//! RDI = its vCPU id (`native_abi.rs`). Each vCPU greets on the console
-//! port; vCPU 0 then fills 1 MiB of RAM at 4 MiB, checks it, reports the
-//! result and stops the VM through the exit port with code 0 (1 if the
-//! memory check failed). The other vCPUs wait for the VM to stop.
+//! RDI = its vCPU id and RDX = the number of vCPUs (`native_abi.rs`). Each
+//! vCPU greets on the console port; vCPU 0 then fills 1 MiB of RAM at
+//! 4 MiB, checks it, waits until every vCPU has greeted, reports and stops
+//! the VM through the exit port with code 0 (1 if the memory check
+//! failed). The other vCPUs wait for the VM to stop.
 
 #![no_std]
 #![no_main]
@@ -16,6 +17,7 @@ mod native_abi;
 use core::arch::{asm, global_asm};
 use core::fmt::{self, Write};
 use core::ptr::{read_volatile, write_volatile};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use native_abi::{CONSOLE_PORT, EXIT_PORT};
 
@@ -24,6 +26,9 @@ const STACK_SIZE: u64 = 16 << 10;
 /// The RAM vCPU 0 exercises (the image itself lies at 1 MiB).
 const SCRATCH: u64 = 4 << 20;
 const SCRATCH_LEN: u64 = 1 << 20;
+
+/// vCPUs that have greeted.
+static GREETED: AtomicU64 = AtomicU64::new(0);
 
 #[repr(C, align(16))]
 struct Stacks([[u8; STACK_SIZE as usize]; VCPUS as usize]);
@@ -46,8 +51,9 @@ global_asm!(
     main = sym main,
 );
 
-extern "C" fn main(vcpu: u64) -> ! {
+extern "C" fn main(vcpu: u64, _boot_info: u64, vcpus: u64) -> ! {
     let _ = writeln!(Console, "hello from lendvm guest vCPU {vcpu}");
+    GREETED.fetch_add(1, Ordering::SeqCst);
     if vcpu != 0 {
         loop {
             core::hint::spin_loop();
@@ -66,6 +72,10 @@ extern "C" fn main(vcpu: u64) -> ! {
         "1 MiB of RAM at {SCRATCH:#x}: {}",
         if ok { "ok" } else { "BAD" }
     );
+    // Let every vCPU greet before the VM stops (RDX = 0: nobody said).
+    while GREETED.load(Ordering::SeqCst) < vcpus.min(VCPUS) {
+        core::hint::spin_loop();
+    }
     exit(u32::from(!ok))
 }
 
