@@ -204,7 +204,8 @@ pub fn prepare_pvh(vm: &Vm, elf: &ElfImage<'_>, args: &BootArgs<'_>) -> Result<B
         .ok_or_else(|| Error::Invalid("the image has no PVH entry note".into()))?;
     let map = memory_map(vm);
     let low = low_ram(&map)?;
-    elf.load(vm).map_err(|e| Error::Invalid(e.to_string()))?;
+    elf.load_segments(vm)
+        .map_err(|e| Error::Invalid(e.to_string()))?;
     let kernel = elf.span();
     let cmdline_len = write_cmdline(vm, args.cmdline, 0x1_0000)?;
     let initrd = match args.initrd {

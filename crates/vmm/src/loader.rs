@@ -242,8 +242,20 @@ impl<'a> ElfImage<'a> {
 
     /// Copy the segments into `vm`'s bound memory (zero-filling each
     /// segment's tail) and, unless the boot context already names one, make
-    /// the ELF entry the boot PC.
+    /// the ELF entry the boot PC: lendvm's native entry.
     pub fn load(&self, vm: &Vm) -> Result<(), LoadError> {
+        self.load_segments(vm)?;
+        if vm.boot_pc().is_none() {
+            vm.set_boot_reg(BootReg::Pc, self.entry)
+                .map_err(|e| LoadError::Unsupported(format!("cannot set the entry point: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Copy the segments into `vm`'s bound memory, zero-filling each
+    /// segment's tail; the entry is the caller's business (PVH enters at
+    /// its note, not at `e_entry`).
+    pub fn load_segments(&self, vm: &Vm) -> Result<(), LoadError> {
         static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
         for s in &self.segments {
             let place = |e: crate::Error| LoadError::Place {
@@ -261,10 +273,6 @@ impl<'a> ElfImage<'a> {
                 vm.write_guest(at, &ZEROS[..n as usize]).map_err(place)?;
                 at += n;
             }
-        }
-        if vm.boot_pc().is_none() {
-            vm.set_boot_reg(BootReg::Pc, self.entry)
-                .map_err(|e| LoadError::Unsupported(format!("cannot set the entry point: {e}")))?;
         }
         Ok(())
     }

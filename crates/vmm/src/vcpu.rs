@@ -412,6 +412,15 @@ impl Vcpu {
             .map_err(|e| Error::kvm("KVM_GET_REGS", e))
     }
 
+    /// The vCPU's special registers (for debugging and tests).
+    pub fn sregs(&self) -> Result<kvm_bindings::kvm_sregs> {
+        self.core
+            .lock()
+            .fd
+            .get_sregs()
+            .map_err(|e| Error::kvm("KVM_GET_SREGS", e))
+    }
+
     /// VCPU_RUN in ioctl form: 0 with the run page filled, or `-errno`.
     pub fn run_raw(&mut self) -> i32 {
         match self.run() {
