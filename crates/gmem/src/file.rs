@@ -340,18 +340,7 @@ impl GuestMemFile {
     /// access). Allowed on pages bound to `vm`, lent or not; refused for
     /// private files, whose memory no host mapping can reach.
     pub fn write_for_guest(&self, vm: VmId, offset: u64, buf: &[u8]) -> Result<(), Error> {
-        self.host_accessible()?;
-        let pages = self.pages_touched(offset, buf.len() as u64)?;
-        let st = self.lock();
-        for (run, s) in st.runs(pages) {
-            if s.vm() != Some(vm) || matches!(s, PageState::Reclaiming(_)) {
-                return Err(Error::WrongState {
-                    offset: run.start * PAGE_SIZE,
-                    found: s,
-                    wanted: "a guest access",
-                });
-            }
-        }
+        let _st = self.guest_access(vm, offset, buf.len())?;
         self.kernel_slice(offset, buf.len())?.copy_from(buf);
         Ok(())
     }
@@ -359,8 +348,21 @@ impl GuestMemFile {
     /// Read on behalf of `vm`'s guest; the counterpart of
     /// [`GuestMemFile::write_for_guest`].
     pub fn read_for_guest(&self, vm: VmId, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+        let _st = self.guest_access(vm, offset, buf.len())?;
+        self.kernel_slice(offset, buf.len())?.copy_to(buf);
+        Ok(())
+    }
+
+    /// Check that `vm`'s guest may have `[offset, offset + len)` accessed
+    /// for it, and hold the lock over the access.
+    fn guest_access(
+        &self,
+        vm: VmId,
+        offset: u64,
+        len: usize,
+    ) -> Result<MutexGuard<'_, Ownership>, Error> {
         self.host_accessible()?;
-        let pages = self.pages_touched(offset, buf.len() as u64)?;
+        let pages = self.pages_touched(offset, len as u64)?;
         let st = self.lock();
         for (run, s) in st.runs(pages) {
             if s.vm() != Some(vm) || matches!(s, PageState::Reclaiming(_)) {
@@ -371,8 +373,7 @@ impl GuestMemFile {
                 });
             }
         }
-        self.kernel_slice(offset, buf.len())?.copy_to(buf);
-        Ok(())
+        Ok(st)
     }
 
     // ----- page ownership ----------------------------------------------------

@@ -3,29 +3,10 @@
 //! console line; bad kernels refused before any VM exists.
 
 use std::io::Read;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A file holding `bytes`, removed when dropped.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(name: &str, bytes: &[u8]) -> TempFile {
-        let path = std::env::temp_dir().join(format!("lendvm-boot-{}-{name}", std::process::id()));
-        std::fs::write(&path, bytes).unwrap();
-        TempFile(path)
-    }
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+use testkit::TempFile;
 
 const MARKER: &str = "Hello from a PVH guest\n";
 
@@ -164,7 +145,7 @@ fn debian_kernel_prints_its_first_console_line() {
     if !have_kvm() {
         return;
     }
-    let Some(vmlinux) = debian_kernel("vmlinux") else {
+    let Some(vmlinux) = testkit::debian_kernel("vmlinux") else {
         return;
     };
     let (out, found) = watch(
@@ -183,7 +164,7 @@ fn debian_kernel_prints_its_first_console_line() {
 #[test]
 #[ignore = "about 110 s on PVM hosts: run with --ignored"]
 fn debian_bzimage_prints_its_first_console_line() {
-    let Some(vmlinuz) = debian_kernel("vmlinuz") else {
+    let Some(vmlinuz) = testkit::debian_kernel("vmlinuz") else {
         return;
     };
     let (out, found) = watch(
@@ -203,37 +184,6 @@ fn boot_cmd(kernel: &std::path::Path) -> Command {
         "console=ttyS0 earlyprintk=serial,ttyS0,115200",
     ]);
     cmd
-}
-
-/// The Debian kernel file `name` ("vmlinuz" or "vmlinux"), if fetched.
-fn debian_kernel(name: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("LENDVM_DEBIAN_KERNEL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debian-kernel")
-        });
-    let found = std::fs::read_dir(&dir).ok().and_then(|pkgs| {
-        pkgs.flatten()
-            .filter_map(|p| std::fs::read_dir(p.path().join("boot")).ok())
-            .flatten()
-            .flatten()
-            .map(|f| f.path())
-            .find(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(&format!("{name}-")))
-            })
-    });
-    if found.is_none() {
-        if std::env::var_os("LENDVM_REQUIRE_KERNEL").is_some() {
-            panic!(
-                "LENDVM_REQUIRE_KERNEL is set but no Debian {name} is in {}",
-                dir.display()
-            );
-        }
-        println!("SKIP: no Debian {name} (run scripts/fetch-debian-kernel.sh --vmlinux)");
-    }
-    found
 }
 
 // Issue 5: malformed kernels get a clear error naming the file before any

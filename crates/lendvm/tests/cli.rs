@@ -1,6 +1,5 @@
 //! The `lendvm` command as users run it: the real binary, real KVM.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn lendvm(args: &[&str]) -> Output {
@@ -14,25 +13,7 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// A file holding `bytes`, removed when dropped.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(name: &str, bytes: &[u8]) -> TempFile {
-        let path = std::env::temp_dir().join(format!("lendvm-test-{}-{name}", std::process::id()));
-        std::fs::write(&path, bytes).unwrap();
-        TempFile(path)
-    }
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+use testkit::TempFile;
 
 #[test]
 fn help_explains_every_option() {

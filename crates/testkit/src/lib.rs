@@ -65,3 +65,63 @@ pub fn cgroup_memory_bytes() -> Option<u64> {
 pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
 }
+
+/// A file in the temporary directory, removed when dropped.
+pub struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    /// Create `<tmp>/lendvm-test-<pid>-<name>` holding `bytes`.
+    pub fn new(name: &str, bytes: &[u8]) -> TempFile {
+        let path = std::env::temp_dir().join(format!("lendvm-test-{}-{name}", std::process::id()));
+        std::fs::write(&path, bytes).expect("the temporary directory is writable");
+        TempFile(path)
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &str {
+        self.0.to_str().expect("temporary paths are UTF-8")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Debian's cloud kernel file `name` ("vmlinuz" or "vmlinux") as
+/// `scripts/fetch-debian-kernel.sh --vmlinux` leaves it (in
+/// `LENDVM_DEBIAN_KERNEL_DIR`, else `target/debian-kernel`). `None` (and a
+/// SKIP line) when it was not fetched, unless `LENDVM_REQUIRE_KERNEL` is
+/// set, which CI does: then a missing kernel fails the test.
+pub fn debian_kernel(name: &str) -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("LENDVM_DEBIAN_KERNEL_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debian-kernel")
+        });
+    let prefix = format!("{name}-");
+    let found = std::fs::read_dir(&dir).ok().and_then(|packages| {
+        packages
+            .flatten()
+            .filter_map(|p| std::fs::read_dir(p.path().join("boot")).ok())
+            .flatten()
+            .flatten()
+            .map(|f| f.path())
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&prefix))
+            })
+    });
+    if found.is_none() {
+        if std::env::var_os("LENDVM_REQUIRE_KERNEL").is_some() {
+            panic!(
+                "LENDVM_REQUIRE_KERNEL is set but no Debian {name} is in {}",
+                dir.display()
+            );
+        }
+        println!("SKIP: no Debian {name} (run scripts/fetch-debian-kernel.sh --vmlinux)");
+    }
+    found
+}

@@ -259,15 +259,17 @@ pub fn prepare_pvh(vm: &Vm, elf: &ElfImage<'_>, args: &BootArgs<'_>) -> Result<B
         entry,
         start_info: START_INFO,
     };
-    vm.set_boot_mode(mode)?;
-    set_boot_page(vm, START_INFO)?;
-    Ok(BootLayout {
-        mode,
-        kernel,
-        initrd,
-        memory_map: map,
-        cmdline_len,
-    })
+    enter(
+        vm,
+        START_INFO,
+        BootLayout {
+            mode,
+            kernel,
+            initrd,
+            memory_map: map,
+            cmdline_len,
+        },
+    )
 }
 
 /// The setup header of a bzImage, checked for what lendvm needs.
@@ -383,26 +385,30 @@ pub fn prepare_linux(vm: &Vm, image: &[u8], args: &BootArgs<'_>) -> Result<BootL
         entry: HIMEM_START + 0x200,
         boot_params: ZERO_PAGE,
     };
-    vm.set_boot_mode(mode)?;
-    set_boot_page(vm, ZERO_PAGE)?;
-    Ok(BootLayout {
-        mode,
-        kernel,
-        initrd,
-        memory_map: map,
-        cmdline_len,
-    })
+    enter(
+        vm,
+        ZERO_PAGE,
+        BootLayout {
+            mode,
+            kernel,
+            initrd,
+            memory_map: map,
+            cmdline_len,
+        },
+    )
 }
 
-/// The boot structure page is the VM's DTB location unless one is set.
-fn set_boot_page(vm: &Vm, gpa: u64) -> Result<(), Error> {
+/// Set the vCPUs' entry and make the boot structure page at `page` the
+/// VM's DTB location (unless one is set): the last step of every boot.
+fn enter(vm: &Vm, page: u64, layout: BootLayout) -> Result<BootLayout, Error> {
+    vm.set_boot_mode(layout.mode)?;
     if vm.configs().0.is_none() {
         vm.set_dtb_config(&uapi::gunyah_vm_dtb_config {
-            guest_phys_addr: gpa,
+            guest_phys_addr: page,
             size: 4096,
         })?;
     }
-    Ok(())
+    Ok(layout)
 }
 
 #[cfg(test)]

@@ -452,28 +452,35 @@ impl Vm {
 
     /// SET_DTB_CONFIG (SPEC B-VM-4): wrap → EOVERFLOW, after START → EBUSY.
     pub fn set_dtb_config(&self, cfg: &gunyah_vm_dtb_config) -> Result<()> {
-        check_config_range("DTB", cfg.guest_phys_addr, cfg.size)?;
-        let mut c = self.config();
-        if c.lifecycle != Lifecycle::NotStarted {
-            return Err(Error::Busy(
-                "the DTB location cannot change after START".into(),
-            ));
-        }
-        c.dtb = Some(*cfg);
-        Ok(())
+        self.set_location("DTB", cfg.guest_phys_addr, cfg.size, |c| c.dtb = Some(*cfg))
     }
 
     /// SET_FW_CONFIG (SPEC B-VM-5): validated like the DTB config; lendvm
     /// records it for the guest's firmware and reports it.
     pub fn set_fw_config(&self, cfg: &gunyah_vm_firmware_config) -> Result<()> {
-        check_config_range("firmware", cfg.guest_phys_addr, cfg.size)?;
+        self.set_location("firmware", cfg.guest_phys_addr, cfg.size, |c| {
+            c.fw = Some(*cfg)
+        })
+    }
+
+    /// Record a guest location set before START (the DTB or firmware).
+    fn set_location(
+        &self,
+        what: &'static str,
+        addr: u64,
+        size: u64,
+        store: impl FnOnce(&mut Config),
+    ) -> Result<()> {
+        if addr.checked_add(size).is_none() {
+            return Err(Error::Overflow { what, addr, size });
+        }
         let mut c = self.config();
         if c.lifecycle != Lifecycle::NotStarted {
-            return Err(Error::Busy(
-                "the firmware location cannot change after START".into(),
-            ));
+            return Err(Error::Busy(format!(
+                "the {what} location cannot change after START"
+            )));
         }
-        c.fw = Some(*cfg);
+        store(&mut c);
         Ok(())
     }
 
@@ -841,13 +848,6 @@ fn ioevent_arg(fd: RawFd, addr: u64, len: u32, datamatch: Option<u64>) -> gunyah
         },
         padding: 0,
     }
-}
-
-fn check_config_range(what: &'static str, addr: u64, size: u64) -> Result<()> {
-    if addr.checked_add(size).is_none() {
-        return Err(Error::Overflow { what, addr, size });
-    }
-    Ok(())
 }
 
 impl Config {

@@ -114,15 +114,19 @@ fn segment(selector: u16, type_: u8, long: bool) -> kvm_segment {
     }
 }
 
-/// Special registers of a vCPU entering long mode at CPL3.
-pub fn native_sregs(sregs: &mut kvm_sregs) {
-    sregs.cs = segment(USER_CODE_SELECTOR, 0xb, true);
-    let data = segment(USER_DATA_SELECTOR, 0x3, false);
+/// Load one data segment into DS, ES, FS, GS and SS.
+fn set_data_segments(sregs: &mut kvm_sregs, data: kvm_segment) {
     sregs.ds = data;
     sregs.es = data;
     sregs.fs = data;
     sregs.gs = data;
     sregs.ss = data;
+}
+
+/// Special registers of a vCPU entering long mode at CPL3.
+pub fn native_sregs(sregs: &mut kvm_sregs) {
+    sregs.cs = segment(USER_CODE_SELECTOR, 0xb, true);
+    set_data_segments(sregs, segment(USER_DATA_SELECTOR, 0x3, false));
     sregs.tr = kvm_segment {
         base: TSS_BASE,
         limit: TSS_LIMIT as u32,
@@ -153,12 +157,7 @@ fn flat(selector: u16, type_: u8, long: bool) -> kvm_segment {
 /// own GDT before it reloads a segment, so none is provided.
 pub fn pvh_sregs(sregs: &mut kvm_sregs) {
     sregs.cs = flat(KERNEL_CODE_SELECTOR, 0xb, false);
-    let data = flat(KERNEL_DATA_SELECTOR, 0x3, false);
-    sregs.ds = data;
-    sregs.es = data;
-    sregs.fs = data;
-    sregs.gs = data;
-    sregs.ss = data;
+    set_data_segments(sregs, flat(KERNEL_DATA_SELECTOR, 0x3, false));
     sregs.tr = kvm_segment {
         limit: 0x67,
         type_: 0xb,
@@ -177,12 +176,7 @@ pub fn pvh_sregs(sregs: &mut kvm_sregs) {
 pub fn linux64_sregs(sregs: &mut kvm_sregs) {
     native_sregs(sregs);
     sregs.cs = flat(KERNEL_CODE_SELECTOR, 0xb, true);
-    let data = flat(KERNEL_DATA_SELECTOR, 0x3, false);
-    sregs.ds = data;
-    sregs.es = data;
-    sregs.fs = data;
-    sregs.gs = data;
-    sregs.ss = data;
+    set_data_segments(sregs, flat(KERNEL_DATA_SELECTOR, 0x3, false));
 }
 
 /// The general-purpose registers of the boot context, in x86 instruction

@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use binding::{Access, Perms};
@@ -48,37 +47,6 @@ fn expected_map() -> Vec<(std::ops::Range<u64>, u32)> {
         (0x9_fc00..0x10_0000, 2),
         (0x10_0000..RAM, 1),
     ]
-}
-
-/// The Debian kernel file `name` ("vmlinuz" or "vmlinux"), if fetched.
-fn debian_kernel(name: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("LENDVM_DEBIAN_KERNEL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debian-kernel")
-        });
-    let found = std::fs::read_dir(&dir).ok().and_then(|pkgs| {
-        pkgs.flatten()
-            .filter_map(|p| std::fs::read_dir(p.path().join("boot")).ok())
-            .flatten()
-            .flatten()
-            .map(|f| f.path())
-            .find(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(&format!("{name}-")))
-            })
-    });
-    if found.is_none() {
-        if std::env::var_os("LENDVM_REQUIRE_KERNEL").is_some() {
-            panic!(
-                "LENDVM_REQUIRE_KERNEL is set but no Debian {name} is in {}",
-                dir.display()
-            );
-        }
-        println!("SKIP: no Debian {name} (run scripts/fetch-debian-kernel.sh --vmlinux)");
-    }
-    found
 }
 
 // The PVH protocol end to end: the start info, memory map, command line and
@@ -197,7 +165,7 @@ fn standard_boots_need_ram_from_address_zero() {
 // Debian's real bzImage: the zero page, e820 and command line it receives.
 #[test]
 fn debian_bzimage_receives_zero_page_e820_cmdline_and_initrd() {
-    let Some(path) = debian_kernel("vmlinuz") else {
+    let Some(path) = testkit::debian_kernel("vmlinuz") else {
         return;
     };
     let Some((vm, _ram)) = vm_with_ram() else {
@@ -265,7 +233,7 @@ fn debian_bzimage_receives_zero_page_e820_cmdline_and_initrd() {
 // Debian's real vmlinux carries the PVH note; lendvm boots it with PVH.
 #[test]
 fn debian_vmlinux_boots_through_its_pvh_note() {
-    let Some(path) = debian_kernel("vmlinux") else {
+    let Some(path) = testkit::debian_kernel("vmlinux") else {
         return;
     };
     let Some((vm, _ram)) = vm_with_ram() else {
