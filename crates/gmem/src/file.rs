@@ -299,29 +299,37 @@ impl GuestMemFile {
     /// any byte is outside the file, any page is lent (DESIGN D4, D8), or
     /// the file is private. Never faults.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
-        self.host_accessible()?;
-        let pages = self.pages_touched(offset, buf.len() as u64)?;
-        if buf.is_empty() {
-            return Ok(());
+        if let Some((_lock, slice)) = self.host_access(offset, buf.len())? {
+            slice.copy_to(buf);
         }
-        // The lock is held across the copy so no page can be lent mid-copy.
-        let st = self.lock();
-        st.check_host_access(pages)?;
-        self.kernel_slice(offset, buf.len())?.copy_to(buf);
         Ok(())
     }
 
     /// Write `buf` at `offset`; refused like [`GuestMemFile::read_at`].
     pub fn write_at(&self, offset: u64, buf: &[u8]) -> Result<(), Error> {
+        if let Some((_lock, slice)) = self.host_access(offset, buf.len())? {
+            slice.copy_from(buf);
+        }
+        Ok(())
+    }
+
+    /// Check a host copy of `len` bytes at `offset` and return the bytes
+    /// together with the ownership lock, which the caller holds across the
+    /// copy so no page can be lent mid-copy. `None` for an empty copy.
+    fn host_access(
+        &self,
+        offset: u64,
+        len: usize,
+    ) -> Result<Option<(MutexGuard<'_, Ownership>, VolatileSlice<'_>)>, Error> {
         self.host_accessible()?;
-        let pages = self.pages_touched(offset, buf.len() as u64)?;
-        if buf.is_empty() {
-            return Ok(());
+        let pages = self.pages_touched(offset, len as u64)?;
+        if len == 0 {
+            return Ok(None);
         }
         let st = self.lock();
         st.check_host_access(pages)?;
-        self.kernel_slice(offset, buf.len())?.copy_from(buf);
-        Ok(())
+        let slice = self.kernel_slice(offset, len)?;
+        Ok(Some((st, slice)))
     }
 
     /// Map `[offset, offset + len)` (whole pages) for host use. The view

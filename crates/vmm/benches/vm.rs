@@ -533,6 +533,17 @@ impl Unit {
 /// One side of a pair: runs `iters` operations and returns the time.
 type Side<'a> = Box<dyn FnMut(u64) -> Duration + 'a>;
 
+/// A side that times `n` back-to-back runs of `op`.
+fn repeat<'a>(mut op: impl FnMut() + 'a) -> Side<'a> {
+    Box::new(move |n| {
+        let t0 = Instant::now();
+        for _ in 0..n {
+            op();
+        }
+        t0.elapsed()
+    })
+}
+
 /// A lendvm measurement and the raw reference it is compared with.
 struct Pair<'a> {
     /// Row name in the summary.
@@ -777,26 +788,8 @@ fn mmio_exits(
     let mut raw = RawVm::new(kvm, cpuid, &entry, 0);
     let mut pairs = [Pair {
         name: "round trip",
-        lendvm: (
-            "lendvm",
-            Box::new(|n| {
-                let t0 = Instant::now();
-                for _ in 0..n {
-                    lv.run_to_mmio(MMIO_ADDR);
-                }
-                t0.elapsed()
-            }),
-        ),
-        raw: (
-            "raw",
-            Box::new(|n| {
-                let t0 = Instant::now();
-                for _ in 0..n {
-                    raw.run_to_mmio(MMIO_ADDR);
-                }
-                t0.elapsed()
-            }),
-        ),
+        lendvm: ("lendvm", repeat(|| lv.run_to_mmio(MMIO_ADDR))),
+        raw: ("raw", repeat(|| raw.run_to_mmio(MMIO_ADDR))),
         ops_per_round: 400,
         per_iter: 1,
         unit: Unit::Us,
@@ -851,26 +844,8 @@ fn ioeventfd(
     assert_eq!(raw_event.read().expect("raw eventfd"), batch);
     let mut pairs = [Pair {
         name: "write",
-        lendvm: (
-            "lendvm",
-            Box::new(|n| {
-                let t0 = Instant::now();
-                for _ in 0..n {
-                    lv.run_to_mmio(MMIO_ADDR);
-                }
-                t0.elapsed()
-            }),
-        ),
-        raw: (
-            "raw",
-            Box::new(|n| {
-                let t0 = Instant::now();
-                for _ in 0..n {
-                    raw.run_to_mmio(MMIO_ADDR);
-                }
-                t0.elapsed()
-            }),
-        ),
+        lendvm: ("lendvm", repeat(|| lv.run_to_mmio(MMIO_ADDR))),
+        raw: ("raw", repeat(|| raw.run_to_mmio(MMIO_ADDR))),
         ops_per_round: 2,
         per_iter: batch,
         unit: Unit::Ns,
@@ -915,25 +890,17 @@ fn bind_unbind(
     let raw_vm = &raw.vm;
     let lendvm_side = |access: Access| -> Side<'_> {
         let mem = &mem;
-        Box::new(move |n| {
-            let t0 = Instant::now();
-            for _ in 0..n {
-                vm.bind(mem, BIND_GPA, 0, BIND_SIZE, access, Perms::RWX)
-                    .expect("bind");
-                vm.unbind(mem, BIND_GPA, 0, BIND_SIZE, access, Perms::RWX)
-                    .expect("unbind");
-            }
-            t0.elapsed()
+        repeat(move || {
+            vm.bind(mem, BIND_GPA, 0, BIND_SIZE, access, Perms::RWX)
+                .expect("bind");
+            vm.unbind(mem, BIND_GPA, 0, BIND_SIZE, access, Perms::RWX)
+                .expect("unbind");
         })
     };
     let raw_side = || -> Side<'_> {
-        Box::new(move |n| {
-            let t0 = Instant::now();
-            for _ in 0..n {
-                raw_slot(raw_vm, SLOT_DATA, BIND_GPA, BIND_SIZE, gaddr, Some(gfd));
-                raw_slot(raw_vm, SLOT_DATA, BIND_GPA, 0, 0, None);
-            }
-            t0.elapsed()
+        repeat(move || {
+            raw_slot(raw_vm, SLOT_DATA, BIND_GPA, BIND_SIZE, gaddr, Some(gfd));
+            raw_slot(raw_vm, SLOT_DATA, BIND_GPA, 0, 0, None);
         })
     };
     let mut pairs = [
@@ -993,28 +960,14 @@ fn vm_lifecycle(
         ..Default::default()
     };
     let lendvm_side = |access: Access| -> Side<'_> {
-        Box::new(move |n| {
-            let t0 = Instant::now();
-            for _ in 0..n {
-                let mut lv = LendVm::new(dev, &entry, access);
-                lv.start();
-                lv.run_to_exit();
-                drop(lv);
-            }
-            t0.elapsed()
+        repeat(move || {
+            let mut lv = LendVm::new(dev, &entry, access);
+            lv.start();
+            lv.run_to_exit();
         })
     };
-    let raw_side = || -> Side<'_> {
-        Box::new(move |n| {
-            let t0 = Instant::now();
-            for _ in 0..n {
-                let mut raw = RawVm::new(kvm, cpuid, &entry, 0);
-                raw.run_to_exit();
-                drop(raw);
-            }
-            t0.elapsed()
-        })
-    };
+    let raw_side =
+        || -> Side<'_> { repeat(move || RawVm::new(kvm, cpuid, &entry, 0).run_to_exit()) };
     let mut pairs = [
         Pair {
             name: "share binding",
