@@ -908,8 +908,16 @@ impl Vcpu {
                     // retry the fetch (RIP has not moved). Another vCPU may
                     // have given it meanwhile, so an installed page gets one
                     // retry too; failing twice at one RIP is a real failure.
+                    // RIP is virtual once the guest pages: the guest's own
+                    // page tables say which page it fetches from.
                     let rip = regs_at_exit.rip;
-                    let touch = self.vm.shared.lock().touch(self.vm.id, rip, false)?;
+                    let code_gpa = st
+                        .fd
+                        .translate_gva(rip)
+                        .ok()
+                        .filter(|t| t.valid != 0)
+                        .map_or(rip, |t| t.physical_address);
+                    let touch = self.vm.shared.lock().touch(self.vm.id, code_gpa, false)?;
                     let retry = match touch {
                         Touch::Present { paged: true, .. } => true,
                         Touch::Present { paged: false, .. } => fetch_retry != Some(rip),
