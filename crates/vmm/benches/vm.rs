@@ -558,6 +558,31 @@ struct Pair<'a> {
     goal: Goal,
 }
 
+/// The share binding (held to `goal`) and the lend binding (reported) of
+/// one operation, each against the same raw reference.
+fn share_and_lend<'a>(
+    names: [&'static str; 2],
+    raw_name: &'static str,
+    mut lendvm_side: impl FnMut(Access) -> Side<'a>,
+    mut raw_side: impl FnMut() -> Side<'a>,
+    ops_per_round: u64,
+    goal: Goal,
+) -> [Pair<'a>; 2] {
+    [
+        (names[0], Access::Share, "lendvm_share", goal),
+        (names[1], Access::Lend, "lendvm_lend", Goal::Info),
+    ]
+    .map(|(name, access, side_name, goal)| Pair {
+        name,
+        lendvm: (side_name, lendvm_side(access)),
+        raw: (raw_name, raw_side()),
+        ops_per_round,
+        per_iter: 1,
+        unit: Unit::Us,
+        goal,
+    })
+}
+
 /// Criterion over both sides of every pair, then the alternating pass.
 #[allow(clippy::too_many_arguments)]
 fn run_pairs(
@@ -903,26 +928,14 @@ fn bind_unbind(
             raw_slot(raw_vm, SLOT_DATA, BIND_GPA, 0, 0, None);
         })
     };
-    let mut pairs = [
-        Pair {
-            name: "share",
-            lendvm: ("lendvm_share", lendvm_side(Access::Share)),
-            raw: ("raw_slot", raw_side()),
-            ops_per_round: 10,
-            per_iter: 1,
-            unit: Unit::Us,
-            goal: Goal::AtMost(1.5),
-        },
-        Pair {
-            name: "lend (no slot)",
-            lendvm: ("lendvm_lend", lendvm_side(Access::Lend)),
-            raw: ("raw_slot", raw_side()),
-            ops_per_round: 10,
-            per_iter: 1,
-            unit: Unit::Us,
-            goal: Goal::Info,
-        },
-    ];
+    let mut pairs = share_and_lend(
+        ["share", "lend (no slot)"],
+        "raw_slot",
+        lendvm_side,
+        raw_side,
+        10,
+        Goal::AtMost(1.5),
+    );
     run_pairs(
         c,
         s,
@@ -968,26 +981,14 @@ fn vm_lifecycle(
     };
     let raw_side =
         || -> Side<'_> { repeat(move || RawVm::new(kvm, cpuid, &entry, 0).run_to_exit()) };
-    let mut pairs = [
-        Pair {
-            name: "share binding",
-            lendvm: ("lendvm_share", lendvm_side(Access::Share)),
-            raw: ("raw", raw_side()),
-            ops_per_round: 20,
-            per_iter: 1,
-            unit: Unit::Us,
-            goal: Goal::AtMost(1.5),
-        },
-        Pair {
-            name: "lend binding",
-            lendvm: ("lendvm_lend", lendvm_side(Access::Lend)),
-            raw: ("raw", raw_side()),
-            ops_per_round: 20,
-            per_iter: 1,
-            unit: Unit::Us,
-            goal: Goal::Info,
-        },
-    ];
+    let mut pairs = share_and_lend(
+        ["share binding", "lend binding"],
+        "raw",
+        lendvm_side,
+        raw_side,
+        20,
+        Goal::AtMost(1.5),
+    );
     run_pairs(
         c,
         s,

@@ -284,13 +284,8 @@ impl Vm {
         access: Access,
         perms: Perms,
     ) -> Result<()> {
-        self.map_mem(&gunyah_map_mem_args {
-            guest_addr,
-            flags: map_flags(access, perms),
-            guest_mem_fd: mem.fd() as u32,
-            offset,
-            size,
-        })
+        let flags = map_flags(access, perms);
+        self.map_file(mem, guest_addr, offset, size, flags)
     }
 
     /// Remove (part of) a binding made with the same access and permissions.
@@ -303,9 +298,22 @@ impl Vm {
         access: Access,
         perms: Perms,
     ) -> Result<()> {
+        let flags = map_flags(access, perms) | GUNYAH_MEM_UNMAP;
+        self.map_file(mem, guest_addr, offset, size, flags)
+    }
+
+    /// MAP_MEM with `mem`'s descriptor: the typed calls in raw form.
+    fn map_file(
+        &self,
+        mem: &GuestMem,
+        guest_addr: u64,
+        offset: u64,
+        size: u64,
+        flags: u32,
+    ) -> Result<()> {
         self.map_mem(&gunyah_map_mem_args {
             guest_addr,
-            flags: map_flags(access, perms) | GUNYAH_MEM_UNMAP,
+            flags,
             guest_mem_fd: mem.fd() as u32,
             offset,
             size,
