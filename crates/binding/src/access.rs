@@ -108,6 +108,70 @@ pub const fn map_flags(access: Access, perms: Perms) -> u32 {
     access.bits() | perms.bits()
 }
 
+/// The flags of one binding in typed form: how the access was asked for
+/// and what the guest may do. Stored in the `uapi` (seed 004) encoding,
+/// which is what [`BindingInfo::flags`](crate::BindingInfo) records.
+///
+/// Only [`MapFlags::decode`] turns raw bits into this type, so a value
+/// always holds a valid access value and no unknown bits; whether the
+/// permission set may be empty is a MAP_MEM rule (SPEC B-ADD-5) that the
+/// registry checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MapFlags(u32);
+
+impl MapFlags {
+    /// Explicit share or lend with `perms`.
+    pub const fn new(access: Access, perms: Perms) -> MapFlags {
+        MapFlags(map_flags(access, perms))
+    }
+
+    /// The resource manager's default access, which lends (SPEC B-AC-3)
+    /// but is a value of its own when an UNMAP is matched (B-RM-2).
+    pub const fn default_access(perms: Perms) -> MapFlags {
+        MapFlags(GUNYAH_MEM_DEFAULT_ACCESS | perms.bits())
+    }
+
+    /// Decode raw MAP_MEM flags (`uapi` encoding) into the binding's flags
+    /// and the UNMAP bit, in the SPEC's order: unknown bits (B-ADD-4), no
+    /// permission (B-ADD-5), invalid access value (B-ADD-6), all EINVAL.
+    pub fn decode(raw: u32) -> Result<(MapFlags, bool), crate::Error> {
+        let unknown = raw & !KNOWN_MAP_FLAGS;
+        if unknown != 0 {
+            return Err(crate::Error::UnknownMapFlags(unknown));
+        }
+        if raw & GUNYAH_MEM_ALLOW_RWX == 0 {
+            return Err(crate::Error::NoPermission);
+        }
+        if Access::from_flags(raw).is_none() {
+            return Err(crate::Error::BadAccess(raw & GUNYAH_MEM_ACCESS_MASK));
+        }
+        Ok((MapFlags(raw & !GUNYAH_MEM_UNMAP), raw & GUNYAH_MEM_UNMAP != 0))
+    }
+
+    /// Share or lend (DEFAULT lends).
+    pub const fn access(self) -> Access {
+        match Access::from_flags(self.0) {
+            Some(a) => a,
+            None => Access::Lend,
+        }
+    }
+
+    /// True if the access value is DEFAULT.
+    pub const fn is_default_access(self) -> bool {
+        self.0 & GUNYAH_MEM_ACCESS_MASK == GUNYAH_MEM_DEFAULT_ACCESS
+    }
+
+    /// What the guest may do.
+    pub const fn perms(self) -> Perms {
+        Perms::from_flags(self.0)
+    }
+
+    /// The raw bits (UNMAP clear).
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+}
+
 /// Every bit MAP_MEM knows about (SPEC B-ADD-4).
 pub(crate) const KNOWN_MAP_FLAGS: u32 =
     GUNYAH_MEM_ALLOW_RWX | GUNYAH_MEM_ACCESS_MASK | GUNYAH_MEM_UNMAP;

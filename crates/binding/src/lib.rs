@@ -28,10 +28,12 @@
 
 mod access;
 mod error;
+pub mod interval;
 mod plan;
 mod registry;
 
-pub use access::{Access, Perms, file_flags, map_flags};
+pub use access::{Access, MapFlags, Perms, file_flags, map_flags};
+pub use interval::IntervalMap;
 pub use error::{Alignment, Error, errno};
 pub use plan::{Change, Plan, RemoveCase};
 pub use registry::{Bindings, FileInfo, FileRules};
@@ -148,8 +150,11 @@ impl BindingInfo {
     }
 }
 
-/// A binding request in typed form; [`MapRequest::args`] and
-/// [`MapRequest::unmap_args`] give the raw MAP_MEM argument.
+/// A binding request in typed form: the core of MAP_MEM. The raw ioctl
+/// argument is decoded into this in one place ([`Bindings::plan_map_mem`]
+/// for the registry; the VM manager's Gunyah ABI front for descriptors);
+/// [`MapRequest::args`] and [`MapRequest::unmap_args`] give the raw form
+/// back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MapRequest {
     /// Guest physical address.
@@ -160,10 +165,8 @@ pub struct MapRequest {
     pub offset: u64,
     /// Length in bytes.
     pub size: u64,
-    /// Share or lend.
-    pub access: Access,
-    /// Guest permissions.
-    pub perms: Perms,
+    /// Share or lend, and the guest's permissions.
+    pub flags: MapFlags,
 }
 
 impl MapRequest {
@@ -181,8 +184,18 @@ impl MapRequest {
             file,
             offset,
             size,
-            access,
-            perms,
+            flags: MapFlags::new(access, perms),
+        }
+    }
+
+    /// The binding record this request describes (ranges unchecked).
+    pub const fn binding(&self) -> BindingInfo {
+        BindingInfo {
+            guest_addr: self.guest_addr,
+            size: self.size,
+            file: self.file,
+            offset: self.offset,
+            flags: self.flags.bits(),
         }
     }
 
@@ -190,7 +203,7 @@ impl MapRequest {
     pub const fn args(&self) -> uapi::gunyah_map_mem_args {
         uapi::gunyah_map_mem_args {
             guest_addr: self.guest_addr,
-            flags: map_flags(self.access, self.perms),
+            flags: self.flags.bits(),
             guest_mem_fd: self.file.0,
             offset: self.offset,
             size: self.size,

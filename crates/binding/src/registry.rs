@@ -1,13 +1,15 @@
 //! The registry of files, VMs and their bindings, and the MAP_MEM rules.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
-use uapi::{GUNYAH_MEM_ACCESS_MASK, GUNYAH_MEM_ALLOW_RWX, GUNYAH_MEM_UNMAP, gunyah_map_mem_args};
+use uapi::gunyah_map_mem_args;
 
-use crate::access::{Access, KNOWN_MAP_FLAGS, file_flags};
+use crate::access::{Access, MapFlags, file_flags};
 use crate::error::{Alignment, Error};
+use crate::interval::IntervalMap;
 use crate::plan::{Change, Plan, RemoveCase};
-use crate::{BindingInfo, FileId, HUGE_PAGE_SIZE, PAGE_SIZE, VmId};
+use crate::{BindingInfo, FileId, HUGE_PAGE_SIZE, MapRequest, PAGE_SIZE, VmId};
 
 /// What a file permits beyond the SPEC's generic rules: the VM manager sets
 /// these from the kind of file (DESIGN §2, decisions D3 and D6).
@@ -56,26 +58,25 @@ pub struct FileInfo {
     pub refs: u32,
 }
 
-/// A binding as stored in its VM's map (the key is the guest address).
+/// A binding as stored in its VM's map (the range is the guest range).
 #[derive(Debug, Clone, Copy)]
 struct Bound {
-    size: u64,
     file: FileId,
     offset: u64,
     flags: u32,
 }
 
-/// A bound file range as stored in its file's map (the key is the offset).
+/// A bound file range as stored in its file's map (the range is the file
+/// range).
 #[derive(Debug, Clone, Copy)]
 struct Held {
-    size: u64,
     vm: VmId,
     guest_addr: u64,
 }
 
 #[derive(Debug, Default)]
 struct VmRecord {
-    by_guest: BTreeMap<u64, Bound>,
+    by_guest: IntervalMap<Bound>,
 }
 
 #[derive(Debug)]
@@ -84,7 +85,7 @@ struct FileRecord {
     flags: u64,
     rules: FileRules,
     open: bool,
-    by_offset: BTreeMap<u64, Held>,
+    by_offset: IntervalMap<Held>,
 }
 
 impl FileRecord {
@@ -104,42 +105,10 @@ impl FileRecord {
     }
 }
 
-/// The entry of `map` whose range `[key, key + len)` intersects
-/// `[start, end)`, if any. Ranges in `map` never overlap, so only the last
-/// entry starting before `end` can intersect: one O(log n) lookup.
-fn overlapping<V: Copy>(
-    map: &BTreeMap<u64, V>,
-    start: u64,
-    end: u64,
-    len: impl Fn(&V) -> u64,
-) -> Option<(u64, V)> {
-    let (&key, v) = map.range(..end).next_back()?;
-    (key + len(v) > start).then_some((key, *v))
-}
-
-/// All entries of `map` whose ranges intersect `[start, end)`, in key order.
-fn all_overlapping<V: Copy>(
-    map: &BTreeMap<u64, V>,
-    start: u64,
-    end: u64,
-    len: impl Fn(&V) -> u64,
-) -> impl Iterator<Item = (u64, V)> + '_ {
-    // The first candidate may start before `start` and reach into the range
-    // (unless the range is empty: then nothing intersects it).
-    let first = map
-        .range(..start)
-        .next_back()
-        .filter(|(k, v)| start < end && **k + len(v) > start)
-        .map(|(k, v)| (*k, *v));
-    first
-        .into_iter()
-        .chain(map.range(start..end).map(|(k, v)| (*k, *v)))
-}
-
-fn info(guest_addr: u64, b: &Bound) -> BindingInfo {
+fn info(guest: Range<u64>, b: &Bound) -> BindingInfo {
     BindingInfo {
-        guest_addr,
-        size: b.size,
+        guest_addr: guest.start,
+        size: guest.end - guest.start,
         file: b.file,
         offset: b.offset,
         flags: b.flags,
@@ -202,7 +171,7 @@ impl Bindings {
                 flags,
                 rules,
                 open: true,
-                by_offset: BTreeMap::new(),
+                by_offset: IntervalMap::new(),
             },
         );
         self.next_file = id.0.wrapping_add(1);
@@ -260,12 +229,11 @@ impl Bindings {
             return Vec::new();
         };
         let end = offset.saturating_add(size);
-        all_overlapping(&rec.by_offset, offset, end, |h| h.size)
-            .map(|(_, h)| {
-                (
-                    h.vm,
-                    info(h.guest_addr, &self.vms[&h.vm].by_guest[&h.guest_addr]),
-                )
+        rec.by_offset
+            .overlapping(offset..end)
+            .filter_map(|(_, h)| {
+                let (g, b) = self.vms.get(&h.vm)?.by_guest.get(h.guest_addr)?;
+                Some((h.vm, info(g, b)))
             })
             .collect()
     }
@@ -296,7 +264,7 @@ impl Bindings {
     pub fn bindings(&self, vm: VmId) -> Vec<BindingInfo> {
         self.vms
             .get(&vm)
-            .map(|r| r.by_guest.iter().map(|(&g, b)| info(g, b)).collect())
+            .map(|r| r.by_guest.iter().map(|(g, b)| info(g, b)).collect())
             .unwrap_or_default()
     }
 
@@ -307,11 +275,8 @@ impl Bindings {
 
     /// The binding that contains `guest_addr`, if any: O(log n).
     pub fn lookup(&self, vm: VmId, guest_addr: u64) -> Option<BindingInfo> {
-        let rec = self.vms.get(&vm)?;
-        overlapping(&rec.by_guest, guest_addr, guest_addr.checked_add(1)?, |b| {
-            b.size
-        })
-        .map(|(g, b)| info(g, &b))
+        let (g, b) = self.vms.get(&vm)?.by_guest.get(guest_addr)?;
+        Some(info(g, b))
     }
 
     /// The VM's bindings whose guest range intersects
@@ -321,8 +286,9 @@ impl Bindings {
             return Vec::new();
         };
         let end = guest_addr.saturating_add(size);
-        all_overlapping(&rec.by_guest, guest_addr, end, |b| b.size)
-            .map(|(g, b)| info(g, &b))
+        rec.by_guest
+            .overlapping(guest_addr..end)
+            .map(|(g, b)| info(g, b))
             .collect()
     }
 
@@ -338,41 +304,66 @@ impl Bindings {
         Ok(plan)
     }
 
-    /// Decide a MAP_MEM without changing anything (SPEC B-ADD-1..12,
-    /// B-RM-1..6, checked in the SPEC's order).
+    /// Decide a raw MAP_MEM without changing anything: the raw argument is
+    /// decoded (file, then flags, in the SPEC's order) into a typed
+    /// request for [`Bindings::plan_map`] or [`Bindings::plan_unmap`].
     #[must_use = "a plan changes nothing until it is committed"]
     pub fn plan_map_mem(&self, vm: VmId, args: &gunyah_map_mem_args) -> Result<Plan, Error> {
-        let vm_rec = self.vms.get(&vm).ok_or(Error::UnknownVm(vm))?;
         let file = FileId(args.guest_mem_fd);
-        // B-ADD-2: the file must be open.
+        // B-ADD-2, B-ADD-3 come before the flags.
+        self.open_file_for(vm, file)?;
+        let (flags, unmap) = MapFlags::decode(args.flags)?;
+        let req = MapRequest {
+            guest_addr: args.guest_addr,
+            file,
+            offset: args.offset,
+            size: args.size,
+            flags,
+        };
+        if unmap {
+            self.plan_unmap(vm, &req)
+        } else {
+            self.plan_map(vm, &req)
+        }
+    }
+
+    /// The VM's record and the file's record, if `file` is open and may be
+    /// bound into `vm` (SPEC B-ADD-2, B-ADD-3).
+    fn open_file_for(&self, vm: VmId, file: FileId) -> Result<(&VmRecord, &FileRecord), Error> {
+        let vm_rec = self.vms.get(&vm).ok_or(Error::UnknownVm(vm))?;
         let file_rec = self
             .files
             .get(&file)
             .filter(|f| f.open)
             .ok_or(Error::UnknownFile(file))?;
-        // B-ADD-3: a VM-owned file binds into its own VM only.
         if let Some(owner) = file_rec.rules.owner
             && owner != vm
         {
             return Err(Error::ForeignFile { file, owner, vm });
         }
-        // B-ADD-4..6: flag bits, some permission, a valid access value.
-        let unknown = args.flags & !KNOWN_MAP_FLAGS;
-        if unknown != 0 {
-            return Err(Error::UnknownMapFlags(unknown));
-        }
-        if args.flags & GUNYAH_MEM_ALLOW_RWX == 0 {
+        Ok((vm_rec, file_rec))
+    }
+
+    /// The checks every request shares (SPEC B-ADD-2..8, B-RM-1): the file,
+    /// some permission, alignment, a non-empty range that neither wraps
+    /// nor leaves the file. Returns the records and the request as a
+    /// binding record.
+    fn check_request(
+        &self,
+        vm: VmId,
+        req: &MapRequest,
+    ) -> Result<(&VmRecord, &FileRecord, BindingInfo), Error> {
+        let (vm_rec, file_rec) = self.open_file_for(vm, req.file)?;
+        // B-ADD-5 (typed requests are built without decoding).
+        if req.flags.perms().is_empty() {
             return Err(Error::NoPermission);
-        }
-        if Access::from_flags(args.flags).is_none() {
-            return Err(Error::BadAccess(args.flags & GUNYAH_MEM_ACCESS_MASK));
         }
         // B-ADD-7 / 7H: alignment, to the page or the file's huge page.
         for (unit, kind) in [(PAGE_SIZE, Alignment::Page), file_rec.alignment()] {
             for (what, value) in [
-                ("guest address", args.guest_addr),
-                ("file offset", args.offset),
-                ("size", args.size),
+                ("guest address", req.guest_addr),
+                ("file offset", req.offset),
+                ("size", req.size),
             ] {
                 if value % unit != 0 {
                     return Err(Error::Misaligned {
@@ -384,55 +375,35 @@ impl Bindings {
             }
         }
         // B-ADD-8: a non-empty range that neither wraps nor leaves the file.
-        if args.size == 0 {
+        if req.size == 0 {
             return Err(Error::EmptyRange);
         }
-        let guest_end = args
-            .guest_addr
-            .checked_add(args.size)
-            .ok_or(Error::RangeWraps {
+        if req.guest_addr.checked_add(req.size).is_none() {
+            return Err(Error::RangeWraps {
                 what: "guest range",
-                start: args.guest_addr,
-                size: args.size,
-            })?;
-        let file_end = args
-            .offset
-            .checked_add(args.size)
-            .ok_or(Error::RangeWraps {
-                what: "file range",
-                start: args.offset,
-                size: args.size,
-            })?;
+                start: req.guest_addr,
+                size: req.size,
+            });
+        }
+        let file_end = req.offset.checked_add(req.size).ok_or(Error::RangeWraps {
+            what: "file range",
+            start: req.offset,
+            size: req.size,
+        })?;
         if file_end > file_rec.size {
             return Err(Error::BeyondEndOfFile {
-                offset: args.offset,
-                size: args.size,
+                offset: req.offset,
+                size: req.size,
                 file_size: file_rec.size,
             });
         }
-        let request = BindingInfo {
-            guest_addr: args.guest_addr,
-            size: args.size,
-            file,
-            offset: args.offset,
-            flags: args.flags & !GUNYAH_MEM_UNMAP,
-        };
-        if args.flags & GUNYAH_MEM_UNMAP != 0 {
-            self.plan_remove(vm, vm_rec, request)
-        } else {
-            self.plan_add(vm, vm_rec, file_rec, request, guest_end, file_end)
-        }
+        Ok((vm_rec, file_rec, req.binding()))
     }
 
-    fn plan_add(
-        &self,
-        vm: VmId,
-        vm_rec: &VmRecord,
-        file_rec: &FileRecord,
-        new: BindingInfo,
-        guest_end: u64,
-        file_end: u64,
-    ) -> Result<Plan, Error> {
+    /// Decide adding a binding (SPEC B-ADD-2..12) without changing anything.
+    #[must_use = "a plan changes nothing until it is committed"]
+    pub fn plan_map(&self, vm: VmId, req: &MapRequest) -> Result<Plan, Error> {
+        let (vm_rec, file_rec, new) = self.check_request(vm, req)?;
         // What the kind of file cannot do (DESIGN D6, D3).
         if new.access() == Access::Share && !file_rec.rules.share_allowed {
             return Err(Error::ShareNotAllowed(new.file));
@@ -441,24 +412,30 @@ impl Bindings {
             return Err(Error::WriteRequired(new.file));
         }
         // B-ADD-9: the file range must be free in every VM.
-        if let Some((offset, held)) =
-            overlapping(&file_rec.by_offset, new.offset, file_end, |h| h.size)
+        if let Some((_, held)) = file_rec
+            .by_offset
+            .last_overlap(&(new.offset..new.file_end()))
+            && let Some((g, b)) = self
+                .vms
+                .get(&held.vm)
+                .and_then(|r| r.by_guest.get(held.guest_addr))
         {
-            let b = self.vms[&held.vm].by_guest[&held.guest_addr];
-            debug_assert_eq!(b.offset, offset);
             return Err(Error::FileRangeBound {
                 offset: new.offset,
                 size: new.size,
                 vm: held.vm,
-                existing: info(held.guest_addr, &b),
+                existing: info(g, b),
             });
         }
         // B-ADD-10: the guest range must be free in this VM.
-        if let Some((g, b)) = overlapping(&vm_rec.by_guest, new.guest_addr, guest_end, |b| b.size) {
+        if let Some((g, b)) = vm_rec
+            .by_guest
+            .last_overlap(&(new.guest_addr..new.guest_end()))
+        {
             return Err(Error::GuestRangeBound {
                 guest_addr: new.guest_addr,
                 size: new.size,
-                existing: info(g, &b),
+                existing: info(g, b),
             });
         }
         Ok(Plan {
@@ -472,7 +449,11 @@ impl Bindings {
         })
     }
 
-    fn plan_remove(&self, vm: VmId, vm_rec: &VmRecord, req: BindingInfo) -> Result<Plan, Error> {
+    /// Decide removing (part of) a binding (SPEC B-RM-1..6) without
+    /// changing anything.
+    #[must_use = "a plan changes nothing until it is committed"]
+    pub fn plan_unmap(&self, vm: VmId, req: &MapRequest) -> Result<Plan, Error> {
+        let (vm_rec, _, req) = self.check_request(vm, req)?;
         let no_match = || Error::NoMatchingBinding {
             guest_addr: req.guest_addr,
             size: req.size,
@@ -484,17 +465,12 @@ impl Bindings {
         // file, with these exact flags, contain the whole range, and map it
         // with the same guest-to-file translation. (Guest ranges of one VM do
         // not overlap, so no other binding could contain the range.)
-        let (g, b) = overlapping(&vm_rec.by_guest, req.guest_addr, req.guest_addr + 1, |b| {
-            b.size
-        })
-        .ok_or_else(no_match)?;
-        let old = info(g, &b);
-        let same_translation =
-            req.offset >= old.offset && req.offset - old.offset == req.guest_addr - old.guest_addr;
+        let (g, b) = vm_rec.by_guest.get(req.guest_addr).ok_or_else(no_match)?;
+        let old = info(g, b);
         if old.file != req.file
             || old.flags != req.flags
             || req.guest_end() > old.guest_end()
-            || !same_translation
+            || old.file_offset_of(req.guest_addr) != Some(req.offset)
         {
             return Err(no_match());
         }
@@ -550,7 +526,7 @@ impl Bindings {
         let all = self.bindings(vm);
         let mut dropped_files: Vec<FileId> = Vec::new();
         for (&id, f) in &self.files {
-            if !f.open && !f.by_offset.is_empty() && f.by_offset.values().all(|h| h.vm == vm) {
+            if !f.open && !f.by_offset.is_empty() && f.by_offset.iter().all(|(_, h)| h.vm == vm) {
                 dropped_files.push(id);
             }
         }
@@ -575,33 +551,31 @@ impl Bindings {
         }
         for b in &plan.removed {
             if let Some(rec) = self.vms.get_mut(&plan.vm) {
-                rec.by_guest.remove(&b.guest_addr);
+                rec.by_guest.remove(b.guest_addr);
             }
             if let Some(f) = self.files.get_mut(&b.file) {
-                f.by_offset.remove(&b.offset);
+                f.by_offset.remove(b.offset);
             }
         }
         for b in &plan.added {
             if let Some(rec) = self.vms.get_mut(&plan.vm) {
-                rec.by_guest.insert(
-                    b.guest_addr,
-                    Bound {
-                        size: b.size,
-                        file: b.file,
-                        offset: b.offset,
-                        flags: b.flags,
-                    },
-                );
+                let bound = Bound {
+                    file: b.file,
+                    offset: b.offset,
+                    flags: b.flags,
+                };
+                // The plan was checked against this very registry
+                // (same generation), so the range is free.
+                let inserted = rec.by_guest.insert(b.guest_addr..b.guest_end(), bound);
+                debug_assert!(inserted.is_ok());
             }
             if let Some(f) = self.files.get_mut(&b.file) {
-                f.by_offset.insert(
-                    b.offset,
-                    Held {
-                        size: b.size,
-                        vm: plan.vm,
-                        guest_addr: b.guest_addr,
-                    },
-                );
+                let held = Held {
+                    vm: plan.vm,
+                    guest_addr: b.guest_addr,
+                };
+                let inserted = f.by_offset.insert(b.offset..b.file_end(), held);
+                debug_assert!(inserted.is_ok());
             }
         }
         if plan.change == Change::VmDestroyed {
