@@ -145,7 +145,10 @@ impl MapFlags {
         if Access::from_flags(raw).is_none() {
             return Err(crate::Error::BadAccess(raw & GUNYAH_MEM_ACCESS_MASK));
         }
-        Ok((MapFlags(raw & !GUNYAH_MEM_UNMAP), raw & GUNYAH_MEM_UNMAP != 0))
+        Ok((
+            MapFlags(raw & !GUNYAH_MEM_UNMAP),
+            raw & GUNYAH_MEM_UNMAP != 0,
+        ))
     }
 
     /// Share or lend (DEFAULT lends).

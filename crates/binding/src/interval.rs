@@ -85,10 +85,7 @@ impl<V> IntervalMap<V> {
         } else {
             self.map.range(r.start..r.end)
         };
-        first
-            .into_iter()
-            .chain(rest)
-            .map(|(&s, (e, v))| (s..*e, v))
+        first.into_iter().chain(rest).map(|(&s, (e, v))| (s..*e, v))
     }
 
     /// Insert `r` (non-empty) with `v`. Refused, with the map unchanged, if

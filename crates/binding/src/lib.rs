@@ -33,8 +33,8 @@ mod plan;
 mod registry;
 
 pub use access::{Access, MapFlags, Perms, file_flags, map_flags};
-pub use interval::IntervalMap;
 pub use error::{Alignment, Error, errno};
+pub use interval::IntervalMap;
 pub use plan::{Change, Plan, RemoveCase};
 pub use registry::{Bindings, FileInfo, FileRules};
 

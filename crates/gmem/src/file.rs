@@ -78,13 +78,14 @@ pub struct LentRange {
 }
 
 /// The VM manager's side of a reclaim (SPEC L-1): take lent pages away from
-/// their guests. gmem calls it from [`GuestMemFile::reclaim`] with no gmem
-/// lock held, while the pages are marked as being reclaimed (so the VM
-/// manager cannot give them to the guest again meanwhile). On `Ok` no vCPU
-/// may access the pages any more; gmem then zeroes them (DESIGN D5).
+/// their guests. [`GuestMemFile::reclaim`] calls it; it locks whatever keeps
+/// the guests from using the pages (so no guest access can be completed
+/// against them meanwhile), then calls [`GuestMemFile::reclaim_with`],
+/// which marks the pages as being reclaimed, calls back to take them out
+/// of the guests, and zeroes them (DESIGN D5).
 pub trait ReclaimHook: Send + Sync {
-    /// Take `ranges` of `file` back from their VMs.
-    fn reclaim(&self, file: &GuestMemFile, ranges: &[LentRange]) -> Result<(), Error>;
+    /// Take the lent pages of `[offset, offset + len)` of `file` back.
+    fn reclaim(&self, file: &GuestMemFile, offset: u64, len: u64) -> Result<u64, Error>;
 }
 
 /// A guest memory file. Cloning gives another handle to the same file.
@@ -192,6 +193,7 @@ impl GuestMemFile {
             op: "mmap of the guest memory file",
             source: std::io::Error::other(e.to_string()),
         })?;
+        sys::keep_private(kernel.as_ptr(), len)?;
         Ok(GuestMemFile {
             inner: Arc::new(Inner {
                 file,
@@ -228,9 +230,16 @@ impl GuestMemFile {
     }
 
     /// Host address of the kernel-facing mapping of the whole file, for a
-    /// KVM memslot's `userspace_addr`. lendvm never reads or writes lent
-    /// pages through it; it is exposed as a number, not a pointer.
-    pub fn kernel_mapping_addr(&self) -> u64 {
+    /// KVM memslot's `userspace_addr`.
+    ///
+    /// # Safety
+    ///
+    /// The mapping holds lent pages, which nothing in the host may read or
+    /// write: the caller may only hand the number to KVM (as a memslot's
+    /// `userspace_addr`, within the file's size) and must never turn it
+    /// into a pointer or reference. The mapping lives as long as any handle
+    /// to the file.
+    pub unsafe fn kernel_mapping_addr(&self) -> u64 {
         self.inner.kernel.as_ptr() as u64
     }
 
@@ -426,19 +435,17 @@ impl GuestMemFile {
         }
     }
 
-    /// The guest of `vm` touched the page at `offset`: lend the largest
-    /// range within `window` (byte range, whole pages) around it that is
-    /// bound to `vm` and has no host view, and return it. `Busy` if a host
-    /// view covers the touched page (SPEC GM-MM-6).
-    pub fn lend_around(
-        &self,
-        vm: VmId,
-        offset: u64,
-        window: Range<u64>,
-    ) -> Result<Range<u64>, Error> {
-        let window = self.pages(window.start, window.end.saturating_sub(window.start))?;
-        let r = self.lock().lend_around(offset / PAGE_SIZE, window, vm)?;
-        Ok(r.start * PAGE_SIZE..r.end * PAGE_SIZE)
+    /// The guest of `vm` touched a page of `window` (byte range, whole
+    /// pages), its demand chunk: lend all of it (DESIGN D2), or nothing.
+    /// `Busy` if a host view intersects the window (SPEC GM-MM-6),
+    /// `WrongState` if a page is not lend-bound or lent to `vm` (e.g. the
+    /// host is reclaiming it).
+    pub fn lend_window(&self, vm: VmId, window: Range<u64>) -> Result<(), Error> {
+        let pages = self.pages(window.start, window.end.saturating_sub(window.start))?;
+        if pages.is_empty() {
+            return Err(self.out_of_bounds(window.start, 0));
+        }
+        self.lock().lend_window(pages, vm).map(drop)
     }
 
     /// Undo a lend the guest never received (the VM manager could not
@@ -463,10 +470,37 @@ impl GuestMemFile {
 
     /// Explicitly take lent pages in `[offset, offset + len)` back from
     /// their guests (DESIGN D8: the only host reclaim besides UNMAP and
-    /// teardown). Runs the VM manager's hook, then zeroes the pages (D5);
-    /// they stay bound and the guest can take them again on its next touch
+    /// teardown), through the VM manager's hook; the pages are zeroed (D5)
+    /// and stay bound, and the guest can take them again on its next touch
     /// (SPEC L-5). Returns the number of bytes reclaimed.
     pub fn reclaim(&self, offset: u64, len: u64) -> Result<u64, Error> {
+        self.pages(offset, len)?;
+        let hook = lock(&self.inner.hook).clone();
+        match hook {
+            Some(hook) => hook.reclaim(self, offset, len),
+            None => self.reclaim_with(offset, len, |_| {
+                Err(Error::ReclaimFailed {
+                    offset,
+                    len,
+                    errno: libc::EBUSY,
+                    reason: "no VM manager is registered to take the pages back".into(),
+                })
+            }),
+        }
+    }
+
+    /// The body of a reclaim, for the VM manager's hook (which holds its own
+    /// locks around it): mark the lent pages of the range as being
+    /// reclaimed, call `take_back` with them (no gmem lock held) to remove
+    /// them from their guests, then zero them and make them lend-bound
+    /// again; if `take_back` fails they stay lent. Returns the bytes
+    /// reclaimed.
+    pub fn reclaim_with(
+        &self,
+        offset: u64,
+        len: u64,
+        take_back: impl FnOnce(&[LentRange]) -> Result<(), Error>,
+    ) -> Result<u64, Error> {
         let pages = self.pages(offset, len)?;
         let runs = self.lock().begin_reclaim(pages)?;
         if runs.is_empty() {
@@ -480,20 +514,30 @@ impl GuestMemFile {
                 len: (r.end - r.start) * PAGE_SIZE,
             })
             .collect();
-        let hook = lock(&self.inner.hook).clone();
-        let result = match hook {
-            Some(hook) => hook.reclaim(self, &ranges),
-            None => Err(Error::ReclaimFailed {
-                offset,
-                len,
-                errno: libc::EBUSY,
-                reason: "no VM manager is registered to take the pages back".into(),
-            }),
-        };
+        let result = take_back(&ranges);
         let mut st = self.lock();
         let result = result.and_then(|()| runs.iter().try_for_each(|(r, _)| self.zero(r.clone())));
         st.finish_reclaim(&runs, result.is_ok());
         result.map(|()| ranges.iter().map(|r| r.len).sum())
+    }
+
+    /// START hands a DTB in a share binding over lent (SPEC B-AC-5): its
+    /// shared pages stop being host-accessible. `Busy` if a host view
+    /// covers any of them.
+    pub fn lend_shared(&self, vm: VmId, offset: u64, len: u64) -> Result<(), Error> {
+        let pages = self.pages(offset, len)?;
+        self.lock().lend_shared(pages, vm)
+    }
+
+    /// Whether the host may read or write `[offset, offset + len)` now:
+    /// the same checks as [`GuestMemFile::read_at`], without copying.
+    pub fn check_host_access(&self, offset: u64, len: u64) -> Result<(), Error> {
+        self.host_accessible()?;
+        let pages = self.pages_touched(offset, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        self.lock().check_host_access(pages)
     }
 
     /// Zero (and free) pages: the guest's bytes must not reach the host.
@@ -558,6 +602,10 @@ impl GuestMemFile {
     /// (SPEC GM-FA-5/6). The part past the end of the file is ignored.
     /// Refused with `Busy`, nothing freed, if any page is lent (DESIGN D10).
     pub fn punch_hole(&self, offset: u64, len: u64) -> Result<(), Error> {
+        // SPEC GM-FA-3: whole pages, whatever the entry point.
+        if !offset.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
+            return Err(Error::FallocateRange { offset, len });
+        }
         let end = offset.saturating_add(len).min(self.inner.size);
         if offset >= end {
             return Ok(());

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use binding::{PAGE_SIZE, VmId};
+use binding::{IntervalMap, PAGE_SIZE, VmId};
 
 use crate::Error;
 
@@ -57,27 +57,25 @@ impl std::fmt::Display for PageState {
     }
 }
 
-/// A map from page ranges to values, stored as runs: O(log n) per change
-/// in the number of runs. Pages without a run hold `T::default()`.
+/// A total map from pages to values, stored as maximal runs of equal,
+/// non-default values in a [`binding::IntervalMap`]: O(log n) per change in
+/// the number of runs. Pages without a run hold `T::default()`.
 #[derive(Debug, Clone, Default)]
 pub struct RangeMap<T> {
-    runs: BTreeMap<u64, (u64, T)>,
+    runs: IntervalMap<T>,
 }
 
 impl<T: Copy + PartialEq + Default> RangeMap<T> {
     /// An empty map: every page holds the default.
     pub fn new() -> Self {
         RangeMap {
-            runs: BTreeMap::new(),
+            runs: IntervalMap::new(),
         }
     }
 
     /// The value of one page.
     pub fn get(&self, page: u64) -> T {
-        match self.runs.range(..=page).next_back() {
-            Some((_, &(end, v))) if end > page => v,
-            _ => T::default(),
-        }
+        self.runs.get(page).map(|(_, v)| *v).unwrap_or_default()
     }
 
     /// The runs covering `r` exactly, default gaps included, in order.
@@ -93,15 +91,10 @@ impl<T: Copy + PartialEq + Default> RangeMap<T> {
             }
         };
         let mut at = r.start;
-        let first = self
-            .runs
-            .range(..r.start)
-            .next_back()
-            .filter(|(_, (end, _))| *end > r.start);
-        for (&start, &(end, v)) in first.into_iter().chain(self.runs.range(r.start..r.end)) {
-            let start = start.max(r.start);
+        for (run, &v) in self.runs.overlapping(r.clone()) {
+            let start = run.start.max(r.start);
             push(at..start, T::default());
-            let end = end.min(r.end);
+            let end = run.end.min(r.end);
             push(start..end, v);
             at = end;
         }
@@ -114,44 +107,28 @@ impl<T: Copy + PartialEq + Default> RangeMap<T> {
         if r.is_empty() {
             return;
         }
-        // Cut the run that straddles r.start (it may also straddle r.end).
-        if let Some((&start, &(end, old))) = self.runs.range(..r.start).next_back()
-            && end > r.start
-        {
-            self.runs.insert(start, (r.start, old));
-            if end > r.end {
-                self.runs.insert(r.end, (end, old));
-            }
-        }
-        // Drop the runs that start inside r, keeping what sticks out.
-        let inside: Vec<u64> = self.runs.range(r.start..r.end).map(|(&k, _)| k).collect();
-        for k in inside {
-            if let Some((end, old)) = self.runs.remove(&k)
-                && end > r.end
-            {
-                self.runs.insert(r.end, (end, old));
-            }
-        }
+        self.runs.carve(r.clone());
         if v == T::default() {
             return;
         }
-        // Insert, merging with equal neighbours so runs stay maximal.
-        let mut start = r.start;
-        let mut end = r.end;
-        if let Some((&ps, &(pe, pv))) = self.runs.range(..start).next_back()
-            && pe == start
-            && pv == v
+        // Merge with equal neighbours so runs stay maximal.
+        let mut run = r;
+        if let Some(left) = run.start.checked_sub(1)
+            && let Some((l, &lv)) = self.runs.get(left)
+            && lv == v
         {
-            self.runs.remove(&ps);
-            start = ps;
+            self.runs.remove(l.start);
+            run.start = l.start;
         }
-        if let Some(&(ne, nv)) = self.runs.get(&end)
+        if let Some((n, &nv)) = self.runs.get(run.end)
             && nv == v
         {
-            self.runs.remove(&end);
-            end = ne;
+            self.runs.remove(n.start);
+            run.end = n.end;
         }
-        self.runs.insert(start, (end, v));
+        // The range was carved free and the neighbours merged in, so the
+        // insert cannot overlap anything.
+        let _ = self.runs.insert(run, v);
     }
 
     /// Number of stored runs (for tests and metrics).
@@ -248,59 +225,54 @@ impl Ownership {
         Ok(())
     }
 
-    /// The guest of `vm` touched `page`: lend the largest range inside
-    /// `window` around it whose pages are lend-bound to (or lent to) `vm`
-    /// and have no host view, and return it. Refused with `Busy` if a view
-    /// covers `page` itself (SPEC GM-MM-6).
-    pub fn lend_around(
-        &mut self,
-        page: u64,
-        window: Range<u64>,
-        vm: VmId,
-    ) -> Result<Range<u64>, Error> {
-        self.check(&window)?;
-        if !window.contains(&page) {
-            return Err(Error::OutOfBounds {
-                offset: byte(page),
-                len: PAGE_SIZE,
-                size: byte(self.pages),
+    /// The guest of `vm` touched a page of `window`, its demand chunk: lend
+    /// the whole window (DESIGN D2), all or nothing. Every page must be
+    /// lend-bound or lent to `vm` (else `WrongState`: e.g. being reclaimed)
+    /// and no host view may intersect the window (else `Busy`: SPEC
+    /// GM-MM-6). Returns the runs that were lend-bound and are lent now.
+    pub fn lend_window(&mut self, window: Range<u64>, vm: VmId) -> Result<Vec<Range<u64>>, Error> {
+        self.require(&window, "lending", |s| {
+            s == PageState::LendBound(vm) || s == PageState::Lent(vm)
+        })?;
+        if let Some(v) = self
+            .views
+            .values()
+            .find(|v| v.start < window.end && window.start < v.end)
+        {
+            return Err(Error::Busy {
+                offset: byte(v.start.max(window.start)),
+                why: "the host has a view of it",
             });
         }
-        let lendable = |s: PageState| s == PageState::LendBound(vm) || s == PageState::Lent(vm);
-        let found = self.state(page);
-        if !lendable(found) {
-            return Err(Error::WrongState {
-                offset: byte(page),
-                found,
-                wanted: "lending",
-            });
-        }
-        let (mut lo, mut hi) = (window.start, window.end);
-        let blockers = self
+        let fresh = self
             .states
             .runs(window.clone())
             .into_iter()
-            .filter(|(_, s)| !lendable(*s))
+            .filter(|(_, s)| *s == PageState::LendBound(vm))
             .map(|(r, _)| r)
-            .chain(self.views.values().cloned());
-        for b in blockers {
-            if b.end <= lo || b.start >= hi {
-                continue;
-            }
-            if b.contains(&page) {
-                return Err(Error::Busy {
-                    offset: byte(page),
-                    why: "the host has a view of it",
-                });
-            }
-            if b.end <= page {
-                lo = b.end;
-            } else {
-                hi = b.start;
-            }
+            .collect();
+        self.states.set(window, PageState::Lent(vm));
+        Ok(fresh)
+    }
+
+    /// Shared pages of `vm` become lent to it (START's DTB hand-over from a
+    /// share binding, SPEC B-AC-5). `Busy` if a host view intersects them.
+    pub fn lend_shared(&mut self, r: Range<u64>, vm: VmId) -> Result<(), Error> {
+        self.require(&r, "lending shared pages", |s| {
+            s == PageState::Shared(vm) || s == PageState::Lent(vm)
+        })?;
+        if let Some(v) = self
+            .views
+            .values()
+            .find(|v| v.start < r.end && r.start < v.end)
+        {
+            return Err(Error::Busy {
+                offset: byte(v.start.max(r.start)),
+                why: "the host has a view of it",
+            });
         }
-        self.states.set(lo..hi, PageState::Lent(vm));
-        Ok(lo..hi)
+        self.states.set(r, PageState::Lent(vm));
+        Ok(())
     }
 
     /// Undo a lend the guest never saw (installing it failed): lent pages
@@ -487,27 +459,28 @@ mod tests {
     }
 
     #[test]
-    fn lend_around_takes_the_largest_viewless_range_in_the_window() {
+    fn lend_window_lends_the_whole_chunk_or_nothing() {
         let mut o = Ownership::new(32);
         o.lend_bind(0..32, A).unwrap();
         let v = o.add_view(10..12).unwrap();
-        // Touching page 4 lends [0, 10): the view at 10..12 stops it.
-        assert_eq!(o.lend_around(4, 0..16, A).unwrap(), 0..10);
-        // Touching page 14 lends [12, 16): window end and the view bound it.
-        assert_eq!(o.lend_around(14, 0..16, A).unwrap(), 12..16);
-        // SPEC GM-MM-6: the viewed page itself is refused.
-        let err = o.lend_around(10, 0..16, A).unwrap_err();
+        // DESIGN D2: a view anywhere in the chunk refuses the whole chunk.
+        let err = o.lend_window(0..16, A).unwrap_err();
         assert_eq!(err.errno(), libc::EBUSY);
-        assert_eq!(o.state(10), PageState::LendBound(A));
+        assert_eq!(o.runs(0..32), vec![(0..32, PageState::LendBound(A))]);
+        // A chunk the view does not touch is lent whole.
+        assert_eq!(o.lend_window(16..32, A).unwrap(), vec![16..32]);
         o.remove_view(v);
-        assert_eq!(o.lend_around(10, 0..16, A).unwrap(), 0..16);
+        assert_eq!(o.lend_window(0..16, A).unwrap(), vec![0..16]);
+        // Lending an already lent chunk again lends nothing new.
+        assert_eq!(o.lend_window(0..32, A).unwrap(), Vec::<Range<u64>>::new());
         // Pages of another VM or unbound pages are never lent.
         let mut o = Ownership::new(8);
         o.lend_bind(2..4, A).unwrap();
         o.lend_bind(4..6, B).unwrap();
-        assert_eq!(o.lend_around(3, 0..8, A).unwrap(), 2..4);
-        assert!(o.lend_around(6, 0..8, A).is_err());
-        assert!(o.lend_around(4, 0..8, A).is_err());
+        assert_eq!(o.lend_window(2..4, A).unwrap(), vec![2..4]);
+        assert!(o.lend_window(2..6, A).is_err());
+        assert!(o.lend_window(0..3, A).is_err());
+        assert_eq!(o.state(4), PageState::LendBound(B));
     }
 
     #[test]
@@ -516,7 +489,7 @@ mod tests {
         o.lend_bind(0..8, A).unwrap();
         // DESIGN D2: lend-bound but untouched pages are still host-usable.
         o.check_host_access(0..8).unwrap();
-        o.lend_around(2, 2..3, A).unwrap();
+        o.lend_window(2..3, A).unwrap();
         // DESIGN D4: one lent page refuses the whole range.
         let err = o.check_host_access(0..8).unwrap_err();
         assert!(
@@ -540,17 +513,17 @@ mod tests {
     fn reclaim_returns_pages_to_lend_bound_or_back_to_lent() {
         let mut o = Ownership::new(8);
         o.lend_bind(0..8, A).unwrap();
-        o.lend_around(0, 0..8, A).unwrap();
+        o.lend_window(0..8, A).unwrap();
         let runs = o.begin_reclaim(2..4).unwrap();
         assert_eq!(runs, vec![(2..4, A)]);
         assert_eq!(o.state(2), PageState::Reclaiming(A));
         // The guest cannot re-take a page under reclaim.
-        assert!(o.lend_around(2, 0..8, A).is_err());
+        assert!(o.lend_window(0..8, A).is_err());
         assert!(o.begin_reclaim(3..5).is_err());
         o.finish_reclaim(&runs, true);
         assert_eq!(o.state(2), PageState::LendBound(A));
         // SPEC L-5: a reclaimed page can be lent again.
-        assert_eq!(o.lend_around(2, 2..4, A).unwrap(), 2..4);
+        assert_eq!(o.lend_window(2..4, A).unwrap(), vec![2..4]);
         let runs = o.begin_reclaim(0..8).unwrap();
         o.finish_reclaim(&runs, false);
         assert_eq!(o.runs(0..8), vec![(0..8, PageState::Lent(A))]);
@@ -561,8 +534,8 @@ mod tests {
         let mut o = Ownership::new(12);
         o.lend_bind(0..8, A).unwrap();
         o.share(8..12, A).unwrap();
-        o.lend_around(1, 1..3, A).unwrap();
-        o.lend_around(6, 5..7, A).unwrap();
+        o.lend_window(1..3, A).unwrap();
+        o.lend_window(5..7, A).unwrap();
         // Another VM's release of the range is refused and changes nothing.
         assert!(o.release(0..12, B).is_err());
         assert_eq!(o.state(1), PageState::Lent(A));
@@ -576,7 +549,7 @@ mod tests {
         let mut o = Ownership::new(4);
         assert_eq!(o.share(2..5, A).unwrap_err().errno(), libc::EFAULT);
         assert!(o.check_host_access(4..5).is_err());
-        assert!(o.lend_around(9, 0..4, A).is_err());
+        assert!(o.lend_window(0..9, A).is_err());
         assert_eq!(o.runs(0..4), vec![(0..4, PageState::Host)]);
     }
 }

@@ -62,3 +62,20 @@ pub fn fallocate(
     }
     Ok(())
 }
+
+/// Keep a mapping of guest memory out of core dumps and out of child
+/// processes (DESIGN D11): `MADV_DONTDUMP` and `MADV_DONTFORK`.
+pub fn keep_private(addr: *mut u8, len: usize) -> Result<(), Error> {
+    for (advice, op) in [
+        (libc::MADV_DONTDUMP, "madvise(MADV_DONTDUMP)"),
+        (libc::MADV_DONTFORK, "madvise(MADV_DONTFORK)"),
+    ] {
+        // SAFETY: advice only changes how the kernel treats the mapping at
+        // fork and core dump; it does not touch its contents. `addr, len`
+        // is a whole mapping this crate made.
+        if unsafe { libc::madvise(addr.cast(), len, advice) } < 0 {
+            return Err(Error::os(op));
+        }
+    }
+    Ok(())
+}

@@ -65,6 +65,9 @@ impl LentUserMemory {
         if p == libc::MAP_FAILED {
             return Err(Error::os("mmap of lent user memory"));
         }
+        // DESIGN D11. Advice on a shared file mapping of ours cannot fail;
+        // if it ever did, the lend itself still holds.
+        let _ = crate::sys::keep_private(addr as *mut u8, size);
         Ok(LentUserMemory { addr, len, file })
     }
 

@@ -45,6 +45,13 @@ impl HostView {
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_SHARED,
         );
+        let region = region
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|r| {
+                crate::sys::keep_private(r.as_ptr(), size)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                Ok(r)
+            });
         match region {
             Ok(region) => Ok(HostView {
                 file: file.clone(),
@@ -56,7 +63,7 @@ impl HostView {
                 st.remove_view(id);
                 Err(Error::Os {
                     op: "mmap of a host view",
-                    source: std::io::Error::other(e.to_string()),
+                    source: e,
                 })
             }
         }

@@ -289,8 +289,7 @@ fn lent_pages_have_no_view_and_refuse_every_access() {
         f.bind(VM, &binding(0, 8 * P, Access::Lend)).unwrap();
         // DESIGN D2: lend-bound, untouched pages are still host-usable.
         f.write_at(2 * P, b"loaded by host").unwrap();
-        let lent = f.lend_around(VM, 2 * P, 2 * P..4 * P).unwrap();
-        assert_eq!(lent, 2 * P..4 * P);
+        f.lend_window(VM, 2 * P..4 * P).unwrap();
         assert_eq!(f.page_state(2 * P), PageState::Lent(VM));
         assert_eq!(f.views_over(2 * P, 2 * P), 0);
         let mut buf = [0u8; 4];
@@ -320,13 +319,17 @@ fn a_live_view_blocks_lending_with_ebusy() {
     for f in mappable_kinds(4 * P) {
         f.bind(VM, &binding(0, 4 * P, Access::Lend)).unwrap();
         let view = f.view(P, P).unwrap();
-        let err = f.lend_around(VM, P, 0..4 * P).unwrap_err();
+        let err = f.lend_window(VM, 0..4 * P).unwrap_err();
         assert_eq!(err.errno(), libc::EBUSY, "{err}");
         assert_eq!(f.page_state(P), PageState::LendBound(VM));
-        // Around it, the chunk stops at the view.
-        assert_eq!(f.lend_around(VM, 3 * P, 0..4 * P).unwrap(), 2 * P..4 * P);
+        // DESIGN D2: the view refuses its whole chunk, not just its page.
+        assert!(f.lend_window(VM, 0..4 * P).is_err());
+        assert_eq!(f.page_state(3 * P), PageState::LendBound(VM));
+        // A chunk the view does not reach is lent.
+        f.lend_window(VM, 2 * P..4 * P).unwrap();
         drop(view);
-        assert_eq!(f.lend_around(VM, P, 0..4 * P).unwrap(), 0..4 * P);
+        f.lend_window(VM, 0..4 * P).unwrap();
+        assert_eq!(f.page_state(P), PageState::Lent(VM));
     }
 }
 
@@ -339,7 +342,7 @@ fn release_zeroes_lent_pages_and_keeps_shared_ones() {
         f.bind(VM, &binding(0, 4 * P, Access::Lend)).unwrap();
         f.bind(VM, &binding(4 * P, 4 * P, Access::Share)).unwrap();
         // Page 1 is touched (lent), pages 0, 2, 3 stay lend-bound.
-        f.lend_around(VM, P, P..2 * P).unwrap();
+        f.lend_window(VM, P..2 * P).unwrap();
         // The guest writes its secret into the lent page.
         f.write_for_guest(VM, P, b"guest secret").unwrap();
         // Another VM cannot release these pages.
@@ -364,21 +367,23 @@ struct RecordingHook {
 }
 
 impl ReclaimHook for RecordingHook {
-    fn reclaim(&self, file: &GuestMemFile, ranges: &[LentRange]) -> Result<(), Error> {
-        // The hook runs with no gmem lock held: querying the file works.
-        for r in ranges {
-            assert_eq!(file.page_state(r.offset), PageState::Reclaiming(r.vm));
-        }
-        self.calls.lock().unwrap().push(ranges.to_vec());
-        if self.fail {
-            return Err(Error::ReclaimFailed {
-                offset: ranges[0].offset,
-                len: ranges[0].len,
-                errno: libc::EBUSY,
-                reason: "the guest holds it".into(),
-            });
-        }
-        Ok(())
+    fn reclaim(&self, file: &GuestMemFile, offset: u64, len: u64) -> Result<u64, Error> {
+        file.reclaim_with(offset, len, |ranges| {
+            // Taking back runs with no gmem lock held: querying the file works.
+            for r in ranges {
+                assert_eq!(file.page_state(r.offset), PageState::Reclaiming(r.vm));
+            }
+            self.calls.lock().unwrap().push(ranges.to_vec());
+            if self.fail {
+                return Err(Error::ReclaimFailed {
+                    offset: ranges[0].offset,
+                    len: ranges[0].len,
+                    errno: libc::EBUSY,
+                    reason: "the guest holds it".into(),
+                });
+            }
+            Ok(())
+        })
     }
 }
 
@@ -387,7 +392,7 @@ impl ReclaimHook for RecordingHook {
 fn explicit_reclaim_runs_the_hook_then_zeroes_and_rebinds() {
     for f in mappable_kinds(8 * P) {
         f.bind(VM, &binding(0, 8 * P, Access::Lend)).unwrap();
-        f.lend_around(VM, 2 * P, 2 * P..5 * P).unwrap();
+        f.lend_window(VM, 2 * P..5 * P).unwrap();
         f.write_for_guest(VM, 3 * P, b"guest data").unwrap();
         // Without a hook nothing can take the pages back.
         let err = f.reclaim(0, 8 * P).unwrap_err();
@@ -424,10 +429,8 @@ fn explicit_reclaim_runs_the_hook_then_zeroes_and_rebinds() {
         assert_eq!(f.page_state(4 * P), PageState::Lent(VM));
         assert_eq!(read(&f, 3 * P, 10), [0u8; 10]);
         // A later touch lends it again.
-        assert_eq!(
-            f.lend_around(VM, 3 * P, 3 * P..4 * P).unwrap(),
-            3 * P..4 * P
-        );
+        f.lend_window(VM, 3 * P..4 * P).unwrap();
+        assert_eq!(f.page_state(3 * P), PageState::Lent(VM));
         // Nothing lent in range: no hook call.
         assert_eq!(f.reclaim(6 * P, P).unwrap(), 0);
         assert_eq!(hook.calls.lock().unwrap().len(), 1);
@@ -525,7 +528,7 @@ fn punch_hole_over_lent_pages_is_busy_and_frees_nothing() {
         f.write_at(0, &data).unwrap();
         f.bind(VM, &binding(0, 4 * P, Access::Lend)).unwrap();
         f.bind(VM, &binding(4 * P, 4 * P, Access::Share)).unwrap();
-        f.lend_around(VM, P, P..2 * P).unwrap();
+        f.lend_window(VM, P..2 * P).unwrap();
         let err = f.punch_hole(0, 8 * P).unwrap_err();
         assert_eq!(err.errno(), libc::EBUSY, "{err}");
         // Nothing freed anywhere in the range.
@@ -604,7 +607,7 @@ fn host_access_racing_lend_and_release_never_faults() {
         for _ in 0..300 {
             f.bind(VM, &binding(0, 16 * P, Access::Lend)).unwrap();
             f.write_at(0, &[0x11; 4 * P as usize]).unwrap();
-            f.lend_around(VM, 2 * P, 0..16 * P).unwrap();
+            f.lend_window(VM, 0..16 * P).unwrap();
             f.write_for_guest(VM, P, &[0x22; 3 * P as usize]).unwrap();
             f.release(VM, 0, 16 * P).unwrap();
         }

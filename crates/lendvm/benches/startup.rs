@@ -36,7 +36,7 @@ fn main() {
         return;
     }
     let image = std::env::temp_dir().join(format!("lendvm-startup-{}.elf", std::process::id()));
-    std::fs::write(&image, vmm::images::PVH_HELLO).expect("write the PVH image");
+    std::fs::write(&image, test_guests::images::PVH_HELLO).expect("write the PVH image");
     let lendvm = env!("CARGO_BIN_EXE_lendvm");
     println!("lendvm start-up, tiny PVH guest, {RUNS} runs each (min / median / max)");
     for (name, extra) in [

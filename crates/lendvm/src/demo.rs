@@ -11,14 +11,15 @@
 //! 5. an ioeventfd doorbell the guest rings without an exit;
 //! 6. a clean exit, after which every page is back with the host.
 
-use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use binding::{Access, Perms};
 use gmem::Mode;
-use vmm::holding_cell::{Cell, CellError, fnv1a, protocol::*};
+use test_guests::holding_cell::{Cell, CellError, fnv1a, protocol::*};
 use vmm::loader::ElfImage;
-use vmm::{Console, Device, Exit, GuestMem, ResumeAction, Status, Vm, VmOptions};
+use vmm::{
+    BindRequest, Console, Device, Exit, GuestAddress, GuestMem, ResumeAction, Status, Vm, VmOptions,
+};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use crate::report::{BindingRow, Check, Report};
@@ -97,17 +98,49 @@ pub fn run() -> Result<Report, DemoError> {
     let shared = dev.create_guest_mem(4096, 0)?;
     let ram = vm.create_guest_memfd(RAM_SIZE, Mode::HostMappable)?;
     let private = vm.create_guest_memfd(PRIVATE_SIZE, Mode::Private)?;
-    vm.bind(&image, IMAGE, 0, IMAGE_SIZE, Access::Lend, Perms::RWX)?;
-    vm.bind(&shared, SHARED, 0, 4096, Access::Share, Perms::RW)?;
-    vm.bind(&ram, RAM, 0, RAM_SIZE, Access::Lend, Perms::RW)?;
-    vm.bind(&private, PRIVATE, 0, PRIVATE_SIZE, Access::Lend, Perms::RW)?;
-    ElfImage::parse(vmm::images::HOLDING_CELL)?.load(&vm)?;
-    vm.set_dtb_config(&uapi::gunyah_vm_dtb_config {
-        guest_phys_addr: IMAGE + IMAGE_SIZE - 4096,
-        size: 4096,
-    })?;
+    vm.bind(&BindRequest::new(
+        &image,
+        GuestAddress(IMAGE),
+        0,
+        IMAGE_SIZE,
+        Access::Lend,
+        Perms::RWX,
+    ))?;
+    vm.bind(&BindRequest::new(
+        &shared,
+        GuestAddress(SHARED),
+        0,
+        4096,
+        Access::Share,
+        Perms::RW,
+    ))?;
+    vm.bind(&BindRequest::new(
+        &ram,
+        GuestAddress(RAM),
+        0,
+        RAM_SIZE,
+        Access::Lend,
+        Perms::RW,
+    ))?;
+    vm.bind(&BindRequest::new(
+        &private,
+        GuestAddress(PRIVATE),
+        0,
+        PRIVATE_SIZE,
+        Access::Lend,
+        Perms::RW,
+    ))?;
+    ElfImage::parse(test_guests::images::HOLDING_CELL)?.load(&vm)?;
+    vm.set_dtb_config(GuestAddress(IMAGE + IMAGE_SIZE - 4096), 4096)?;
     let doorbell = EventFd::new(EFD_NONBLOCK).map_err(|e| DemoError::Guest(e.to_string()))?;
-    vm.add_ioeventfd(doorbell.as_raw_fd(), DOORBELL, 8, None)?;
+    vm.add_ioeventfd(
+        &doorbell,
+        &vmm::Ioevent {
+            addr: DOORBELL,
+            len: 8,
+            datamatch: None,
+        },
+    )?;
     let mut vcpu = vm.add_vcpu(0)?;
     vm.start()?;
     let mut checks = Vec::new();
@@ -174,7 +207,14 @@ pub fn run() -> Result<Report, DemoError> {
         fault,
         Err(CellError::Exit(Exit::PageFault { phys_addr: LATE, attempt, .. })) if attempt == -libc::ENOENT
     );
-    vm.bind(&late, LATE, 0, LATE_SIZE, Access::Lend, Perms::RW)?;
+    vm.bind(&BindRequest::new(
+        &late,
+        GuestAddress(LATE),
+        0,
+        LATE_SIZE,
+        Access::Lend,
+        Perms::RW,
+    ))?;
     cell.vcpu().set_resume(ResumeAction::Retry);
     let value = if faulted { cell.finish()? } else { 0 };
     checks.push(Check::new(

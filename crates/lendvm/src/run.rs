@@ -14,7 +14,9 @@ use binding::{Access, Perms};
 use gmem::Mode;
 use vmm::boot::{BootArgs, BootLayout, KernelImage};
 use vmm::loader::{ElfImage, LoadError};
-use vmm::{Console, Device, Exit, GuestMem, ResumeAction, Status, Vm, VmOptions};
+use vmm::{
+    BindRequest, Console, Device, Exit, GuestAddress, GuestMem, ResumeAction, Status, Vm, VmOptions,
+};
 
 use crate::cli::{MemoryMode, MemorySpec, RunArgs, SerialSpec};
 use crate::report::{BindingRow, Report};
@@ -155,14 +157,14 @@ fn bind_ram(
         let file = vm.create_guest_memfd(range.end - range.start, mode)?;
         // Private pieces can only be lent.
         let access = if host { access } else { Access::Lend };
-        vm.bind(
+        vm.bind(&BindRequest::new(
             &file,
-            range.start,
+            GuestAddress(range.start),
             0,
             range.end - range.start,
             access,
             Perms::RWX,
-        )?;
+        ))?;
         rows.push(BindingRow {
             what: if host { "RAM" } else { "RAM (private)" },
             guest_addr: range.start,
@@ -226,10 +228,7 @@ fn run_native(
         path: path.into(),
         source,
     })?;
-    vm.set_dtb_config(&uapi::gunyah_vm_dtb_config {
-        guest_phys_addr: mem.at + mem.size - PAGE,
-        size: PAGE,
-    })?;
+    vm.set_dtb_config(GuestAddress(mem.at + mem.size - PAGE), PAGE)?;
     // The native ABI's vCPU count (native_abi: RDX).
     vm.set_boot_reg(vmm::BootReg::Gpr(2), u64::from(args.vcpus))?;
     finish(&vm, args, rows, None, started, Fallback::Fault)
@@ -303,8 +302,22 @@ fn run_standard(
     if mem.mode != MemoryMode::Share {
         for (file, row) in files.iter().zip(rows.iter_mut()) {
             if row.access == Access::Share {
-                vm.unbind(file, row.guest_addr, 0, row.size, Access::Share, Perms::RWX)?;
-                vm.bind(file, row.guest_addr, 0, row.size, Access::Lend, Perms::RWX)?;
+                vm.unbind(&BindRequest::new(
+                    file,
+                    GuestAddress(row.guest_addr),
+                    0,
+                    row.size,
+                    Access::Share,
+                    Perms::RWX,
+                ))?;
+                vm.bind(&BindRequest::new(
+                    file,
+                    GuestAddress(row.guest_addr),
+                    0,
+                    row.size,
+                    Access::Lend,
+                    Perms::RWX,
+                ))?;
                 row.access = Access::Lend;
             }
         }

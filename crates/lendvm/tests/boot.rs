@@ -58,7 +58,7 @@ fn the_tiny_pvh_guest_runs_to_its_marker_and_exits() {
     if !have_kvm() {
         return;
     }
-    let image = TempFile::new("pvh.elf", vmm::images::PVH_HELLO);
+    let image = TempFile::new("pvh.elf", test_guests::images::PVH_HELLO);
     let out = Command::new(env!("CARGO_BIN_EXE_lendvm"))
         .args(["run", "--image", image.path()])
         .stdin(Stdio::null())
@@ -110,7 +110,7 @@ fn the_same_pvh_image_boots_unchanged_on_qemu() {
     if !have_kvm() {
         return;
     }
-    let image = TempFile::new("qemu-pvh.elf", vmm::images::PVH_HELLO);
+    let image = TempFile::new("qemu-pvh.elf", test_guests::images::PVH_HELLO);
     let mut cmd = Command::new(qemu);
     cmd.args([
         "-M",
@@ -195,8 +195,8 @@ fn bad_kernels_are_refused_naming_the_file() {
     old[0x206..0x208].copy_from_slice(&0x0209u16.to_le_bytes());
     let old = TempFile::new("old.bzimage", &old);
     let truncated = TempFile::new("truncated.bzimage", b"\0\0HdrS");
-    let native = TempFile::new("native.elf", vmm::images::HELLO);
-    let pvh = TempFile::new("pvh-initrd.elf", vmm::images::PVH_HELLO);
+    let native = TempFile::new("native.elf", test_guests::images::HELLO);
+    let pvh = TempFile::new("pvh-initrd.elf", test_guests::images::PVH_HELLO);
     for (args, want) in [
         (vec!["run", "--kernel", old.path()], "2.12"),
         (

@@ -96,7 +96,7 @@ fn run_image_boots_a_user_elf_with_each_memory_mode() {
     if testkit::kvm().is_none() {
         return;
     }
-    let image = TempFile::new("hello.elf", vmm::images::HELLO);
+    let image = TempFile::new("hello.elf", test_guests::images::HELLO);
     for memory in ["size=64M", "size=16M,mode=share", "size=32M,mode=private"] {
         let out = lendvm(&[
             "run",
@@ -118,7 +118,7 @@ fn run_image_boots_a_user_elf_with_each_memory_mode() {
 #[test]
 fn bad_images_are_refused_naming_the_file_before_any_vm_exists() {
     let garbage = TempFile::new("garbage.elf", b"this is not an ELF file");
-    let hello = TempFile::new("small-ram.elf", vmm::images::HELLO);
+    let hello = TempFile::new("small-ram.elf", test_guests::images::HELLO);
     for (args, want) in [
         (
             vec!["run", "--image", "/nonexistent/guest.elf"],

@@ -397,3 +397,54 @@ pub struct gunyah_vm_firmware_config {
 /// VM ioctl: record the firmware location.
 pub const GH_VM_ANDROID_SET_FW_CONFIG: u32 =
     iow::<gunyah_vm_firmware_config>(GH_ANDROID_IOCTL_TYPE, 0x12);
+
+// ---------------------------------------------------------------------------
+// Guest memory files (upstream Gunyah; not in the Android header)
+// ---------------------------------------------------------------------------
+
+/// Guest memory file flag: the descriptor is closed on exec.
+pub const GHMF_CLOEXEC: u64 = 1 << 0;
+/// Guest memory file flag: bindings are placed in huge-page units.
+pub const GHMF_ALLOW_HUGEPAGE: u64 = 1 << 1;
+
+/// Argument of CREATE_GUEST_MEM (upstream Gunyah, as Qualcomm's test VMM
+/// uses it; SPEC §1.2): a file of `size` bytes.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct gunyah_create_mem_args {
+    /// `GHMF_*` flags.
+    pub flags: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Must be zero.
+    pub reserved: [u64; 6],
+}
+
+/// Device ioctl: create a guest memory file.
+pub const GUNYAH_CREATE_GUEST_MEM: u32 = iow::<gunyah_create_mem_args>(GUNYAH_IOCTL_TYPE, 0x8);
+
+/// The upstream (Gunyah v16 patch series) MAP_MEM flag encoding, which
+/// Qualcomm's test VMM and other upstream Gunyah userspace send with the
+/// same request number as the Android encoding above (SPEC §1.3). Only the
+/// flag bits differ.
+pub mod upstream {
+    /// Access value: the VM type's default (lend).
+    pub const GUNYAH_MEM_DEFAULT_ACCESS: u32 = 0x0;
+    /// Access value: lend.
+    pub const GUNYAH_MEM_FORCE_LEND: u32 = 0x1;
+    /// Access value: share.
+    pub const GUNYAH_MEM_FORCE_SHARE: u32 = 0x2;
+    /// The bits that hold the access value.
+    pub const GUNYAH_MEM_ACCESS_MASK: u32 = 0x7;
+    /// The guest may read.
+    pub const GUNYAH_MEM_ALLOW_READ: u32 = 1 << 4;
+    /// The guest may write.
+    pub const GUNYAH_MEM_ALLOW_WRITE: u32 = 1 << 5;
+    /// The guest may execute.
+    pub const GUNYAH_MEM_ALLOW_EXEC: u32 = 1 << 6;
+    /// All three permission bits.
+    pub const GUNYAH_MEM_ALLOW_RWX: u32 =
+        GUNYAH_MEM_ALLOW_READ | GUNYAH_MEM_ALLOW_WRITE | GUNYAH_MEM_ALLOW_EXEC;
+    /// Remove instead of add.
+    pub const GUNYAH_MEM_UNMAP: u32 = 1 << 8;
+}

@@ -207,3 +207,25 @@ fn fresh_run_page_reads_unknown() {
     assert_eq!(run.exit_reason, GUNYAH_VCPU_EXIT_UNKNOWN);
     assert_eq!(run.immediate_exit, 0);
 }
+
+// SPEC §1.2 (TV `gunyah-bindings`): CREATE_GUEST_MEM is _IOW('G', 8) of a
+// 64-byte struct; the request number TV sends is 0x40404708.
+#[test]
+fn create_guest_mem_matches_the_upstream_layout() {
+    assert_eq!(size_of::<gunyah_create_mem_args>(), 64);
+    assert_eq!(offset_of!(gunyah_create_mem_args, flags), 0);
+    assert_eq!(offset_of!(gunyah_create_mem_args, size), 8);
+    assert_eq!(offset_of!(gunyah_create_mem_args, reserved), 16);
+    assert_eq!(GUNYAH_CREATE_GUEST_MEM, 0x4040_4708);
+    assert_eq!((GHMF_CLOEXEC, GHMF_ALLOW_HUGEPAGE), (1, 2));
+}
+
+// SPEC §1.3: the two encodings share UNMAP and nothing else.
+#[test]
+fn upstream_flag_encoding_differs_from_android_only_in_the_low_bits() {
+    use uapi::upstream as up;
+    assert_eq!(up::GUNYAH_MEM_FORCE_LEND | up::GUNYAH_MEM_ALLOW_RWX, 0x71);
+    assert_eq!(up::GUNYAH_MEM_FORCE_SHARE | up::GUNYAH_MEM_ALLOW_RWX, 0x72);
+    assert_eq!(up::GUNYAH_MEM_UNMAP, GUNYAH_MEM_UNMAP);
+    assert_eq!(up::GUNYAH_MEM_ALLOW_RWX & up::GUNYAH_MEM_ACCESS_MASK, 0);
+}

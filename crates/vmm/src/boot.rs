@@ -403,10 +403,7 @@ pub fn prepare_linux(vm: &Vm, image: &[u8], args: &BootArgs<'_>) -> Result<BootL
 fn enter(vm: &Vm, page: u64, layout: BootLayout) -> Result<BootLayout, Error> {
     vm.set_boot_mode(layout.mode)?;
     if vm.configs().0.is_none() {
-        vm.set_dtb_config(&uapi::gunyah_vm_dtb_config {
-            guest_phys_addr: page,
-            size: 4096,
-        })?;
+        vm.set_dtb_config(vm_memory::GuestAddress(page), 4096)?;
     }
     Ok(layout)
 }
@@ -418,7 +415,7 @@ mod tests {
     #[test]
     fn images_are_recognised_by_content() {
         assert!(
-            matches!(detect(crate::images::HELLO), Ok(KernelImage::Elf(e)) if e.pvh_entry.is_none())
+            matches!(detect(test_guests::images::HELLO), Ok(KernelImage::Elf(e)) if e.pvh_entry.is_none())
         );
         let mut bz = vec![0u8; 0x400];
         bz[0x202..0x206].copy_from_slice(b"HdrS");

@@ -1,18 +1,16 @@
-//! The device: `/dev/kvm`, what it supports, and the state every VM of this
-//! process shares. The binding registry is process-wide: guest memory files
-//! are named by descriptor numbers, which are process-wide, and their file
-//! ranges are exclusive across every VM (SPEC B-ADD-9), as in Gunyah where
-//! one driver serves every open of the device.
+//! The device: `/dev/kvm`, what it supports, and the registry its VMs
+//! share. A device is the scope of guest memory files: a file's ranges are
+//! exclusive across the VMs of the device that made it (SPEC B-ADD-9), and
+//! it binds into that device's VMs only.
 
-use std::os::fd::{AsRawFd, RawFd};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use binding::FileId;
-use gmem::{GuestMemFile, GuestMemfdSupport, LentRange, ReclaimHook};
+use gmem::{GuestMemFile, GuestMemfdSupport};
 use kvm_bindings::CpuId;
 use kvm_ioctls::{Cap, Kvm};
 
-use crate::memory::State;
+use crate::registry::{Reclaimer, Registry};
 use crate::{Error, Result, Vm};
 
 /// What this host's KVM offers, probed once when the device is opened.
@@ -28,6 +26,8 @@ pub struct Capabilities {
     pub max_vcpus: usize,
     /// Largest vCPU id + 1.
     pub max_vcpu_id: usize,
+    /// Size of a vCPU's `kvm_run` mapping.
+    pub vcpu_mmap_size: usize,
     /// Read-only memslots (used to enforce no-write on memfd bindings).
     pub readonly_memslots: bool,
     /// The KVM backend is PVM (no VMX/SVM): CPL0 guest code is emulated.
@@ -53,27 +53,24 @@ impl Default for VmOptions {
     }
 }
 
-/// `/dev/kvm`, opened and probed.
+/// `/dev/kvm`, opened and probed, with the registry of every guest memory
+/// file and VM made through it. Opening a device makes the process
+/// non-dumpable (DESIGN D11): no core dump, and no other process of the
+/// same user can read its memory through `/proc` or ptrace.
 #[derive(Clone)]
 pub struct Device {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) inner: Arc<DeviceInner>,
 }
 
-pub(crate) struct Shared {
+pub(crate) struct DeviceInner {
     pub(crate) kvm: Kvm,
     pub(crate) caps: Capabilities,
     cpuid: OnceLock<std::result::Result<CpuId, i32>>,
+    pub(crate) registry: Arc<Registry>,
 }
 
-impl Shared {
-    /// The one lock over the registry, files and every VM's memslots.
-    /// Lock order: this lock, then a guest memory file's own lock.
-    pub(crate) fn lock(&self) -> MutexGuard<'static, State> {
-        static STATE: Mutex<State> = Mutex::new(State::new());
-        STATE.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// `KVM_GET_SUPPORTED_CPUID`, asked once per process.
+impl DeviceInner {
+    /// `KVM_GET_SUPPORTED_CPUID`, asked once per device.
     pub(crate) fn supported_cpuid(&self) -> Result<CpuId> {
         self.cpuid
             .get_or_init(|| {
@@ -87,6 +84,18 @@ impl Shared {
                 source: std::io::Error::from_raw_os_error(errno),
             })
     }
+}
+
+/// DESIGN D11: only a process with CAP_SYS_PTRACE may look inside.
+fn make_non_dumpable() -> Result<()> {
+    // SAFETY: PR_SET_DUMPABLE takes an integer and touches no memory of ours.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } < 0 {
+        return Err(Error::Kvm {
+            op: "prctl(PR_SET_DUMPABLE, 0)",
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
 }
 
 fn require(kvm: &Kvm, cap: Cap, what: &str) -> Result<()> {
@@ -132,101 +141,85 @@ impl Device {
             memslots: kvm.get_nr_memslots(),
             max_vcpus: kvm.get_max_vcpus(),
             max_vcpu_id: kvm.get_max_vcpu_id(),
+            vcpu_mmap_size: kvm.get_vcpu_mmap_size().map_err(|e| Error::Kvm {
+                op: "KVM_GET_VCPU_MMAP_SIZE",
+                source: std::io::Error::from_raw_os_error(e.errno()),
+            })?,
             readonly_memslots: kvm.check_extension(Cap::ReadonlyMem),
             pvm: std::path::Path::new("/sys/module/kvm_pvm").exists(),
         };
+        make_non_dumpable()?;
         Ok(Device {
-            shared: Arc::new(Shared {
+            inner: Arc::new(DeviceInner {
                 kvm,
                 caps,
                 cpuid: OnceLock::new(),
+                registry: Arc::new(Registry::default()),
             }),
         })
     }
 
     /// What the host supports.
     pub fn capabilities(&self) -> &Capabilities {
-        &self.shared.caps
+        &self.inner.caps
     }
 
     /// Create a VM (SPEC B-VM-1: type 0) with the default options.
     pub fn create_vm(&self) -> Result<Vm> {
-        Vm::new(self.shared.clone(), VmOptions::default())
+        Vm::new(self.inner.clone(), VmOptions::default())
     }
 
     /// Create a VM with explicit options.
     pub fn create_vm_with(&self, options: VmOptions) -> Result<Vm> {
-        Vm::new(self.shared.clone(), options)
-    }
-
-    /// Create a VM with a raw type argument: anything but 0 is EINVAL
-    /// (SPEC B-VM-1).
-    pub fn create_vm_with_type(&self, vm_type: u64) -> Result<Vm> {
-        if vm_type != 0 {
-            return Err(Error::Invalid(format!(
-                "VM type {vm_type} is not supported: the only VM type is 0"
-            )));
-        }
-        self.create_vm()
+        Vm::new(self.inner.clone(), options)
     }
 
     /// Create a free-standing guest memory file (the Gunyah model): a
     /// sealed memfd of `size` bytes, bindable into any VM of this device.
     /// `flags` are `binding::file_flags` (SPEC GM-1, GM-2).
     pub fn create_guest_mem(&self, size: u64, flags: u64) -> Result<GuestMem> {
-        let mut st = self.shared.lock();
+        let registry = &self.inner.registry;
+        let mut reg = registry.lock();
         // Validate in the registry first: its errors are the SPEC's.
-        let id = st.bindings.create_file(size, flags)?;
-        let file = match GuestMemFile::memfd(size, flags) {
-            Ok(f) => f,
+        let id = reg.bindings.create_file(size, flags)?;
+        match GuestMemFile::memfd(size, flags) {
+            Ok(file) => Ok(GuestMem::register(&self.inner, file, id)),
             Err(e) => {
-                let _ = st.bindings.close_file(id);
-                return Err(e.into());
+                let _ = reg.bindings.close_file(id);
+                Err(e.into())
             }
-        };
-        Ok(GuestMem::register(&self.shared, &mut st, file, id))
+        }
     }
 }
 
-/// A guest memory file registered with the VM manager: what
-/// [`Device::create_guest_mem`] and [`Vm::create_guest_memfd`] return. Its
-/// descriptor number is what `gunyah_map_mem_args::guest_mem_fd` names.
+/// A guest memory file registered with a device: what
+/// [`Device::create_guest_mem`] and [`Vm::create_guest_memfd`] return, and
+/// what [`Vm::bind`] binds.
 ///
 /// Dropping it closes the caller's reference; bindings keep the file alive
 /// until they are removed (SPEC GM-LT-1).
 pub struct GuestMem {
     file: GuestMemFile,
     id: FileId,
-    shared: Arc<Shared>,
+    pub(crate) device: Arc<DeviceInner>,
 }
 
 impl GuestMem {
-    pub(crate) fn register(
-        shared: &Arc<Shared>,
-        st: &mut State,
-        file: GuestMemFile,
-        id: FileId,
-    ) -> GuestMem {
+    pub(crate) fn register(device: &Arc<DeviceInner>, file: GuestMemFile, id: FileId) -> GuestMem {
         file.set_reclaim_hook(Arc::new(Reclaimer {
-            shared: Arc::downgrade(shared),
+            registry: Arc::downgrade(&device.registry),
             file: id,
         }));
-        st.add_file(id, file.clone());
         GuestMem {
             file,
             id,
-            shared: shared.clone(),
+            device: device.clone(),
         }
     }
 
-    /// The file's id in the binding registry.
+    /// The file's id in the device's registry.
     pub fn id(&self) -> FileId {
         self.id
-    }
-
-    /// The descriptor number, for the raw MAP_MEM argument.
-    pub fn fd(&self) -> RawFd {
-        self.file.as_raw_fd()
     }
 
     /// The file itself: host access, views, fallocate, page states.
@@ -253,33 +246,6 @@ impl std::fmt::Debug for GuestMem {
 
 impl Drop for GuestMem {
     fn drop(&mut self) {
-        self.shared.lock().close_file(self.id);
-    }
-}
-
-/// The VM manager's reclaim hook: take lent pages away from their guests
-/// by removing them from the KVM memslots (SPEC L-1).
-struct Reclaimer {
-    shared: std::sync::Weak<Shared>,
-    file: FileId,
-}
-
-impl ReclaimHook for Reclaimer {
-    fn reclaim(&self, _file: &GuestMemFile, ranges: &[LentRange]) -> gmem::Result<()> {
-        let Some(shared) = self.shared.upgrade() else {
-            // No device, so no VM can hold the pages any more.
-            return Ok(());
-        };
-        let mut st = shared.lock();
-        for r in ranges {
-            st.unmap_file_range(r.vm, self.file, r.offset, r.len)
-                .map_err(|e| gmem::Error::ReclaimFailed {
-                    offset: r.offset,
-                    len: r.len,
-                    errno: e.errno(),
-                    reason: e.to_string(),
-                })?;
-        }
-        Ok(())
+        let _ = self.device.registry.lock().bindings.close_file(self.id);
     }
 }

@@ -76,6 +76,18 @@ pub enum Error {
     #[error("the vCPU run was interrupted (immediate_exit set)")]
     Interrupted,
 
+    /// The VM's memslots are all reserved: a binding that could need more
+    /// is refused at MAP_MEM, so a guest can never run out of them.
+    #[error(
+        "the binding needs {needed} more KVM memslots but only {free} are left for this VM (lend bindings reserve one per demand chunk)"
+    )]
+    NoSlots {
+        /// Memslots the operation would reserve.
+        needed: usize,
+        /// Memslots still free.
+        free: usize,
+    },
+
     /// SPEC F-1, B-ADD-1: an argument address could not be read.
     #[error("cannot read {len} bytes of argument at {addr:#x}")]
     Fault {
@@ -103,6 +115,7 @@ impl Error {
             Error::NotRunnable(_) => libc::ENODEV,
             Error::Interrupted => libc::EINTR,
             Error::Fault { .. } => libc::EFAULT,
+            Error::NoSlots { .. } => libc::ENOSPC,
         }
     }
 

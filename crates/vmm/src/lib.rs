@@ -7,15 +7,14 @@
 //! PAGE_FAULT and STATUS exits.
 //!
 //! ```no_run
-//! use binding::{Access, Perms};
-//! use vmm::{Device, Exit};
+//! use vmm::{Access, BindRequest, Device, Exit, GuestAddress, Mode, Perms};
 //!
 //! let dev = Device::open()?;
 //! let vm = dev.create_vm()?;
-//! let ram = vm.create_guest_memfd(16 << 20, gmem::Mode::HostMappable)?;
-//! vm.bind(&ram, 0x10_0000, 0, 16 << 20, Access::Lend, Perms::RWX)?;
+//! let ram = vm.create_guest_memfd(16 << 20, Mode::HostMappable)?;
+//! vm.bind(&BindRequest::whole(&ram, GuestAddress(0x10_0000), Access::Lend, Perms::RWX))?;
 //! let mut vcpu = vm.add_vcpu(0)?;
-//! vm.set_dtb_config(&uapi::gunyah_vm_dtb_config { guest_phys_addr: 0x10_0000, size: 4096 })?;
+//! vm.set_dtb_config(GuestAddress(0x10_0000), 4096)?;
 //! vm.start()?;
 //! match vcpu.run()? {
 //!     Exit::Mmio { phys_addr, .. } => println!("MMIO at {phys_addr:#x}"),
@@ -24,7 +23,7 @@
 //! # Ok::<(), vmm::Error>(())
 //! ```
 //!
-//! Decisions the SPEC leaves open on KVM are DESIGN.md §4's D1–D10; see
+//! Decisions the SPEC leaves open on KVM are DESIGN.md §4's D1–D12; see
 //! [`DECISIONS`].
 
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -35,23 +34,38 @@ mod device;
 pub mod devices;
 mod error;
 pub mod functions;
-pub mod holding_cell;
-pub mod images;
 pub mod loader;
 mod memory;
-pub mod native_abi;
 mod ports;
+mod registry;
 mod vcpu;
 mod vm;
 pub mod x86;
 
+/// lendvm's native boot ABI (shared with its guests).
+pub use guest_abi::native as native_abi;
+
 pub use boot::BootMode;
 pub use device::{Capabilities, Device, GuestMem, VmOptions};
 pub use error::{Error, Result};
-pub use memory::MemoryStats;
+pub use functions::Ioevent;
+pub use memory::{MAX_CHUNK, MIN_CHUNK, MemoryStats, demand_chunk};
 pub use ports::{Console, PortDevice};
 pub use vcpu::{Crash, Exit, ExitInfo, Kicker, ResumeAction, Status, Vcpu, exit_kind};
-pub use vm::{BootReg, Function, Vm, VmMetrics};
+pub use vm::{BindRequest, BootReg, Function, Location, UserMemRegion, Vm, VmMetrics};
+
+// The types this crate's signatures use, so callers need no other crate.
+pub use binding::{
+    Access, BindingInfo, Error as BindingError, FileId, MapFlags, PAGE_SIZE, Perms, VmId, map_flags,
+};
+pub use gmem::{Error as GuestMemError, GuestMemFile, HostView, Kind, Mode, PageState};
+pub use vm_memory::GuestAddress;
+
+/// `lock()` that survives a panic in another thread: every structure under
+/// these locks is updated only after all checks passed.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// DESIGN §4: how lendvm settles each question the SPEC leaves open on KVM.
 pub const DECISIONS: &[(&str, &str, &str)] = &[

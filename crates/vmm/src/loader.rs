@@ -413,7 +413,7 @@ mod tests {
 
     #[test]
     fn the_holding_cell_image_is_a_native_elf() {
-        let e = ElfImage::parse(crate::images::HOLDING_CELL).unwrap();
+        let e = ElfImage::parse(test_guests::images::HOLDING_CELL).unwrap();
         assert_eq!(e.pvh_entry, None);
         assert!(e.span().start >= 0x10_0000 && e.span().end <= 0x30_0000);
         assert!(e.span().contains(&e.entry));

@@ -57,41 +57,57 @@ fn gdt() -> [u64; 9] {
     ]
 }
 
+/// The system region's contents from its start to the end of the page
+/// tables, made once per process (every native VM gets a copy).
+fn system_region_image() -> &'static [u8] {
+    static IMAGE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let at = |gpa: u64| (gpa - SYSTEM_REGION_BASE) as usize;
+        let mut img = vec![0u8; at(PD_BASE + PD_COUNT * PAGE)];
+        let mut put = |gpa: u64, v: u64| {
+            img[at(gpa)..at(gpa) + 8].copy_from_slice(&v.to_le_bytes());
+        };
+        for (i, d) in gdt().iter().enumerate() {
+            put(GDT_BASE + 8 * i as u64, *d);
+        }
+        // The IDT stays zero: no gate is present until the guest writes one.
+        // Identity map [0, IDENTITY_MAP_SIZE): PML4 → one PDPT → 2 MiB pages.
+        let table = PTE_P | PTE_RW | PTE_US;
+        put(PML4_BASE, PDPT_BASE | table);
+        for i in 0..PD_COUNT {
+            put(PDPT_BASE + 8 * i, (PD_BASE + i * PAGE) | table);
+            for j in 0..512u64 {
+                put(
+                    PD_BASE + i * PAGE + 8 * j,
+                    ((i << 30) + j * HUGE) | table | PTE_PS,
+                );
+            }
+        }
+        // TSS: only the I/O map base matters (no privilege changes happen
+        // at CPL3 with DPL3 handlers); the bitmap is zero (every port
+        // allowed) and ends with 0xff.
+        let tss = at(TSS_BASE);
+        img[tss + 0x66..tss + 0x68].copy_from_slice(&(IOMAP_OFFSET as u16).to_le_bytes());
+        img[tss + TSS_LIMIT as usize] = 0xff;
+        img
+    })
+}
+
 /// Write the system region's contents into `file` (mapped at
 /// `SYSTEM_REGION_BASE`): a fresh memfd, so untouched bytes read zero.
 /// Public so raw-KVM references (benchmarks) can enter the same mode.
 pub fn build_system_region(file: &GuestMemFile) -> gmem::Result<()> {
-    let at = |gpa: u64| gpa - SYSTEM_REGION_BASE;
-    let gdt: Vec<u8> = gdt().iter().flat_map(|d| d.to_le_bytes()).collect();
-    file.write_at(at(GDT_BASE), &gdt)?;
-    // The IDT stays zero: no gate is present until the guest writes one.
-    // TSS: only the I/O map base matters (no privilege changes happen at
-    // CPL3 with DPL3 handlers); the bitmap is zero (every port allowed)
-    // and ends with 0xff.
-    file.write_at(at(TSS_BASE) + 0x66, &(IOMAP_OFFSET as u16).to_le_bytes())?;
-    file.write_at(at(TSS_BASE) + TSS_LIMIT, &[0xff])?;
-    // Identity map [0, IDENTITY_MAP_SIZE): PML4 → one PDPT → 2 MiB pages.
-    let table = PTE_P | PTE_RW | PTE_US;
-    file.write_at(at(PML4_BASE), &(PDPT_BASE | table).to_le_bytes())?;
-    let pdpt: Vec<u8> = (0..PD_COUNT)
-        .flat_map(|i| ((PD_BASE + i * PAGE) | table).to_le_bytes())
-        .collect();
-    file.write_at(at(PDPT_BASE), &pdpt)?;
-    for i in 0..PD_COUNT {
-        let pd: Vec<u8> = (0..512u64)
-            .flat_map(|j| (((i << 30) + j * HUGE) | table | PTE_PS).to_le_bytes())
-            .collect();
-        file.write_at(at(PD_BASE + i * PAGE), &pd)?;
-    }
-    file.write_at(at(crate::vcpu::STUB_BASE), &crate::vcpu::stub_code())?;
+    file.write_at(0, system_region_image())?;
+    let stubs = crate::memory::access_vcpu::STUB_BASE - SYSTEM_REGION_BASE;
+    file.write_at(stubs, &crate::memory::access_vcpu::stub_code())?;
     Ok(())
 }
 
 // The system region's layout is checked when lendvm is compiled.
 const _: () = {
     assert!(TSS_BASE + TSS_LIMIT < PML4_BASE);
-    assert!(PD_BASE + PD_COUNT * PAGE <= crate::vcpu::STUB_BASE);
-    assert!(crate::vcpu::STUB_BASE + 64 <= SYSTEM_REGION_BASE + SYSTEM_REGION_SIZE);
+    assert!(PD_BASE + PD_COUNT * PAGE <= crate::memory::access_vcpu::STUB_BASE);
+    assert!(crate::memory::access_vcpu::STUB_BASE + 64 <= SYSTEM_REGION_BASE + SYSTEM_REGION_SIZE);
     assert!(IDT_BASE + IDT_ENTRIES * 16 <= TSS_BASE);
     assert!(SYSTEM_REGION_BASE + SYSTEM_REGION_SIZE <= IDENTITY_MAP_SIZE);
 };

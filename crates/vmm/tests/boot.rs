@@ -6,20 +6,18 @@
 //! (CI runs it). Without it those tests print SKIP, or fail when
 //! `LENDVM_REQUIRE_KERNEL` is set.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
 use binding::{Access, Perms};
-use common::device;
 use linux_loader::bootparam::boot_params;
 use linux_loader::loader::elf::start_info::{
     hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info,
 };
+use test_guests::testing::device;
 use vm_memory::ByteValued;
 use vmm::boot::{BootArgs, BootMode, CMDLINE, HIMEM_START, START_INFO, ZERO_PAGE};
 use vmm::loader::ElfImage;
-use vmm::{Console, Exit, GuestMem, Status, Vm, exit_kind};
+use vmm::{BindRequest, Console, Exit, GuestAddress, GuestMem, Status, Vm, exit_kind};
 
 const RAM: u64 = 256 << 20;
 
@@ -31,7 +29,15 @@ fn vm_with_ram() -> Option<(Vm, GuestMem)> {
     let ram = vm
         .create_guest_memfd(RAM, gmem::Mode::HostMappable)
         .unwrap();
-    vm.bind(&ram, 0, 0, RAM, Access::Share, Perms::RWX).unwrap();
+    vm.bind(&BindRequest::new(
+        &ram,
+        GuestAddress(0),
+        0,
+        RAM,
+        Access::Share,
+        Perms::RWX,
+    ))
+    .unwrap();
     Some((vm, ram))
 }
 
@@ -57,7 +63,7 @@ fn the_tiny_pvh_guest_boots_prints_and_resets() {
     let Some((vm, _ram)) = vm_with_ram() else {
         return;
     };
-    let elf = ElfImage::parse(vmm::images::PVH_HELLO).unwrap();
+    let elf = ElfImage::parse(test_guests::images::PVH_HELLO).unwrap();
     let initrd = vec![0x5au8; 10_000];
     let layout = vmm::boot::prepare_pvh(
         &vm,
@@ -103,7 +109,7 @@ fn the_tiny_pvh_guest_boots_prints_and_resets() {
         );
     }
     // The start info page is the VM's DTB location (START needs one).
-    assert_eq!(vm.configs().0.unwrap().guest_phys_addr, START_INFO);
+    assert_eq!(vm.configs().0.unwrap().addr, START_INFO);
     // Run it.
     let out = Arc::new(Mutex::new(Vec::new()));
     vm.add_legacy_devices(Console::Buffer(out.clone()), None)
@@ -131,7 +137,7 @@ fn the_tiny_pvh_guest_notices_a_bad_start_info() {
     let Some((vm, _ram)) = vm_with_ram() else {
         return;
     };
-    let elf = ElfImage::parse(vmm::images::PVH_HELLO).unwrap();
+    let elf = ElfImage::parse(test_guests::images::PVH_HELLO).unwrap();
     vmm::boot::prepare_pvh(&vm, &elf, &BootArgs::default()).unwrap();
     vm.write_guest(START_INFO, &0u32.to_le_bytes()).unwrap();
     let out = Arc::new(Mutex::new(Vec::new()));
@@ -154,9 +160,16 @@ fn standard_boots_need_ram_from_address_zero() {
     let ram = vm
         .create_guest_memfd(RAM, gmem::Mode::HostMappable)
         .unwrap();
-    vm.bind(&ram, 0x4000_0000, 0, RAM, Access::Share, Perms::RWX)
-        .unwrap();
-    let elf = ElfImage::parse(vmm::images::PVH_HELLO).unwrap();
+    vm.bind(&BindRequest::new(
+        &ram,
+        GuestAddress(0x4000_0000),
+        0,
+        RAM,
+        Access::Share,
+        Perms::RWX,
+    ))
+    .unwrap();
+    let elf = ElfImage::parse(test_guests::images::PVH_HELLO).unwrap();
     let err = vmm::boot::prepare_pvh(&vm, &elf, &BootArgs::default()).unwrap_err();
     assert!(err.to_string().contains("from address 0"), "{err}");
     assert_eq!(vm.boot_mode(), BootMode::Native, "nothing changed");

@@ -1,13 +1,11 @@
 //! Guest-visible memory rules, each checked with a real guest (the holding
 //! cell) touching real guest_memfd / memfd memory on real KVM.
 
-mod common;
-
 use binding::{Access, Perms};
-use common::*;
 use gmem::PageState;
-use vmm::holding_cell::{Cell, CellError, fnv1a, protocol::*};
-use vmm::{Exit, ResumeAction};
+use test_guests::holding_cell::{Cell, CellError, fnv1a, protocol::*};
+use test_guests::testing::*;
+use vmm::{BindRequest, Exit, GuestAddress, ResumeAction};
 
 const K4: u64 = 4096;
 
@@ -154,14 +152,16 @@ fn live_host_view_makes_the_guest_fault_eperm_until_it_is_dropped() {
         cell.send(CMD_READ, &[DATA, 8]).unwrap();
         let (addr, attempt) = page_fault(cell.finish().unwrap_err());
         assert_eq!((addr, attempt), (DATA, -libc::EPERM), "{kind:?}");
-        // SPEC R-5: the run page shows the fault, resume pre-set to FAULT.
-        // SAFETY-free read of a plain-data union member.
-        let page = *cell.vcpu().page();
-        assert_eq!(page.exit_reason, uapi::GUNYAH_VCPU_EXIT_PAGE_FAULT);
-        // SAFETY: exit_reason says page_fault is the live member.
-        let pf = unsafe { page.exit.page_fault };
-        assert_eq!((pf.phys_addr, pf.attempt), (DATA, -libc::EPERM));
-        assert_eq!(pf.resume_action, uapi::GUNYAH_VCPU_RESUME_FAULT);
+        // SPEC R-5: the vCPU keeps the fault, resume pre-set to FAULT.
+        assert!(matches!(
+            cell.vcpu().last_exit(),
+            Some(Exit::PageFault {
+                phys_addr: DATA,
+                attempt,
+                ..
+            }) if attempt == -libc::EPERM
+        ));
+        assert_eq!(cell.vcpu().resume_action(), ResumeAction::Fault);
         // While the view lives a retry faults again.
         cell.vcpu().set_resume(ResumeAction::Retry);
         assert_eq!(page_fault(cell.finish().unwrap_err()).1, -libc::EPERM);
@@ -194,8 +194,15 @@ fn unbound_touch_faults_enoent_then_bind_and_retry_completes_it() {
             if kind != FileKind::Private {
                 mem.write_at(0, &0x1234_5678u64.to_le_bytes()).unwrap();
             }
-            g.vm.bind(&mem, UNBOUND, 0, 2 << 20, access, Perms::RW)
-                .unwrap();
+            g.vm.bind(&BindRequest::new(
+                &mem,
+                GuestAddress(UNBOUND),
+                0,
+                2 << 20,
+                access,
+                Perms::RW,
+            ))
+            .unwrap();
             cell.vcpu().set_resume(ResumeAction::Retry);
             let want = if kind == FileKind::Private {
                 0
@@ -211,8 +218,15 @@ fn unbound_touch_faults_enoent_then_bind_and_retry_completes_it() {
                 (far + 8, -libc::ENOENT)
             );
             let mem2 = g.file(kind, 2 << 20);
-            g.vm.bind(&mem2, far, 0, 2 << 20, access, Perms::RW)
-                .unwrap();
+            g.vm.bind(&BindRequest::new(
+                &mem2,
+                GuestAddress(far),
+                0,
+                2 << 20,
+                access,
+                Perms::RW,
+            ))
+            .unwrap();
             cell.vcpu().set_resume(ResumeAction::Retry);
             assert_eq!(cell.finish().unwrap(), 0, "{kind:?} {access:?} write");
             assert_eq!(
@@ -317,8 +331,15 @@ fn write_to_a_read_only_memfd_binding_faults_eperm() {
         let Some(g) = guest() else { return };
         let mem = g.file(FileKind::Memfd, 64 << 10);
         mem.write_at(0, &7u64.to_le_bytes()).unwrap();
-        g.vm.bind(&mem, DATA, 0, 64 << 10, access, Perms::R)
-            .unwrap();
+        g.vm.bind(&BindRequest::new(
+            &mem,
+            GuestAddress(DATA),
+            0,
+            64 << 10,
+            access,
+            Perms::R,
+        ))
+        .unwrap();
         let mut vcpu = g.vm.add_vcpu(0).unwrap();
         g.vm.start().unwrap();
         let mut cell = Cell::new(&mut vcpu);
@@ -344,14 +365,28 @@ fn unmapping_part_of_a_binding_unbinds_exactly_those_pages() {
     let Some(g) = guest() else { return };
     for base in [DATA, DEVICE] {
         let mem = g.file(FileKind::GuestMemfd, 5 * K4);
-        g.vm.bind(&mem, base, 0, 5 * K4, Access::Share, Perms::RW)
-            .unwrap();
+        g.vm.bind(&BindRequest::new(
+            &mem,
+            GuestAddress(base),
+            0,
+            5 * K4,
+            Access::Share,
+            Perms::RW,
+        ))
+        .unwrap();
         for i in 0..5u64 {
             mem.write_at(i * K4, &(i + 1).to_le_bytes()).unwrap();
         }
         // Remove the middle page: the binding splits.
-        g.vm.unbind(&mem, base + 2 * K4, 2 * K4, K4, Access::Share, Perms::RW)
-            .unwrap();
+        g.vm.unbind(&BindRequest::new(
+            &mem,
+            GuestAddress(base + 2 * K4),
+            2 * K4,
+            K4,
+            Access::Share,
+            Perms::RW,
+        ))
+        .unwrap();
         assert_eq!(
             g.vm.bindings()
                 .iter()
@@ -400,8 +435,15 @@ fn unbinding_a_touched_lend_zeroes_it_for_the_host() {
         g.vm.start().unwrap();
         let mut cell = Cell::new(&mut vcpu);
         cell.write(DATA, 0x5ec2e7, 8).unwrap();
-        g.vm.unbind(&mem, DATA, 0, 2 * K4, Access::Lend, Perms::RW)
-            .unwrap();
+        g.vm.unbind(&BindRequest::new(
+            &mem,
+            GuestAddress(DATA),
+            0,
+            2 * K4,
+            Access::Lend,
+            Perms::RW,
+        ))
+        .unwrap();
         // The guest's secret is gone; the page's demand chunk covered the
         // whole binding, so both pages were lent and both are zero.
         assert_eq!(u64_at(&mem, 0).unwrap(), 0, "{kind:?}");
@@ -414,8 +456,15 @@ fn unbinding_a_touched_lend_zeroes_it_for_the_host() {
             page_fault(cell.finish().unwrap_err()),
             (DATA, -libc::ENOENT)
         );
-        g.vm.bind(&mem, DATA, 0, 2 * K4, Access::Share, Perms::RW)
-            .unwrap();
+        g.vm.bind(&BindRequest::new(
+            &mem,
+            GuestAddress(DATA),
+            0,
+            2 * K4,
+            Access::Share,
+            Perms::RW,
+        ))
+        .unwrap();
         cell.vcpu().set_resume(ResumeAction::Retry);
         assert_eq!(cell.finish().unwrap(), 0);
     }
@@ -513,17 +562,21 @@ fn two_vcpus_write_lent_memory_concurrently() {
 // SPEC F-6 (TV basic_trigger, datamatch, multiple_addresses/datamatch).
 #[test]
 fn ioeventfds_absorb_matching_guest_writes() {
-    use std::os::fd::AsRawFd;
+    use vmm::Ioevent;
     use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
     let Some(g) = guest() else { return };
     let any = EventFd::new(EFD_NONBLOCK).unwrap();
     let matches: Vec<EventFd> = (0..3)
         .map(|_| EventFd::new(EFD_NONBLOCK).unwrap())
         .collect();
-    g.vm.add_ioeventfd(any.as_raw_fd(), DEVICE, 8, None)
-        .unwrap();
+    let io = |addr, datamatch| Ioevent {
+        addr,
+        len: 8,
+        datamatch,
+    };
+    g.vm.add_ioeventfd(&any, &io(DEVICE, None)).unwrap();
     for (i, e) in matches.iter().enumerate() {
-        g.vm.add_ioeventfd(e.as_raw_fd(), DEVICE + 0x100, 8, Some(0x60 + i as u64))
+        g.vm.add_ioeventfd(e, &io(DEVICE + 0x100, Some(0x60 + i as u64)))
             .unwrap();
     }
     let mut vcpu = g.vm.add_vcpu(0).unwrap();
@@ -576,20 +629,30 @@ fn demand_paging_fills_gaps_around_pages_already_given() {
                 .unwrap(),
         };
         let image = dev.create_guest_mem(2 << 20, 0).unwrap();
-        vm.bind(&image, IMAGE_BASE, 0, 2 << 20, Access::Lend, Perms::RWX)
-            .unwrap();
-        vm.bind(&ram, 0x40_0000, 0, 4 << 20, Access::Lend, Perms::RWX)
-            .unwrap();
-        vmm::loader::ElfImage::parse(vmm::images::HOLDING_CELL)
+        vm.bind(&BindRequest::new(
+            &image,
+            GuestAddress(IMAGE_BASE),
+            0,
+            2 << 20,
+            Access::Lend,
+            Perms::RWX,
+        ))
+        .unwrap();
+        vm.bind(&BindRequest::new(
+            &ram,
+            GuestAddress(0x40_0000),
+            0,
+            4 << 20,
+            Access::Lend,
+            Perms::RWX,
+        ))
+        .unwrap();
+        vmm::loader::ElfImage::parse(test_guests::images::HOLDING_CELL)
             .unwrap()
             .load(&vm)
             .unwrap();
         // The DTB sits in the middle of the first 2 MiB chunk of `ram`.
-        vm.set_dtb_config(&uapi::gunyah_vm_dtb_config {
-            guest_phys_addr: 0x48_0000,
-            size: 4096,
-        })
-        .unwrap();
+        vm.set_dtb_config(GuestAddress(0x48_0000), 4096).unwrap();
         let mut vcpu = vm.add_vcpu(0).unwrap();
         vm.start().unwrap();
         assert_eq!(ram.page_state(0x8_0000), PageState::Lent(vm.id()));

@@ -1,30 +1,31 @@
 //! DESIGN §6 invariant 5 in a test binary of its own: descriptor and
 //! memory counts are per process, so no other test may run beside it.
 
-mod common;
-
 use binding::{Access, Perms};
-use common::*;
-use vmm::holding_cell::{Cell, protocol::*};
-use vmm::{Exit, Status};
+use test_guests::holding_cell::{Cell, protocol::*};
+use test_guests::testing::*;
+use vmm::{BindRequest, Exit, GuestAddress, Status};
 
 // DESIGN §6 invariant 5: no descriptor or memory growth over 1 000 VMs.
 #[test]
 fn a_thousand_vm_lifecycles_leak_nothing() {
     let Some(dev) = device() else { return };
     let image = dev.create_guest_mem(IMAGE_SIZE, 0).unwrap();
-    let elf = vmm::loader::ElfImage::parse(vmm::images::HOLDING_CELL).unwrap();
+    let elf = vmm::loader::ElfImage::parse(test_guests::images::HOLDING_CELL).unwrap();
     let cycle = || {
         let vm = dev.create_vm().unwrap();
         vm.set_console(vmm::Console::Off);
-        vm.bind(&image, IMAGE_BASE, 0, IMAGE_SIZE, Access::Lend, Perms::RWX)
-            .unwrap();
-        elf.load(&vm).unwrap();
-        vm.set_dtb_config(&uapi::gunyah_vm_dtb_config {
-            guest_phys_addr: DTB,
-            size: 0x1000,
-        })
+        vm.bind(&BindRequest::new(
+            &image,
+            GuestAddress(IMAGE_BASE),
+            0,
+            IMAGE_SIZE,
+            Access::Lend,
+            Perms::RWX,
+        ))
         .unwrap();
+        elf.load(&vm).unwrap();
+        vm.set_dtb_config(GuestAddress(DTB), 0x1000).unwrap();
         let mut vcpu = vm.add_vcpu(0).unwrap();
         vm.start().unwrap();
         let mut cell = Cell::new(&mut vcpu);

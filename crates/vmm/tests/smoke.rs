@@ -1,7 +1,7 @@
 use binding::{Access, Perms};
-use vmm::holding_cell::{Cell, fnv1a, protocol::*};
+use test_guests::holding_cell::{Cell, fnv1a, protocol::*};
 use vmm::loader::ElfImage;
-use vmm::{Console, Device, Exit, Status};
+use vmm::{BindRequest, Console, Device, Exit, GuestAddress, Status};
 
 #[test]
 fn holding_cell_boots_and_answers() {
@@ -10,15 +10,18 @@ fn holding_cell_boots_and_answers() {
     let vm = dev.create_vm().unwrap();
     vm.set_console(Console::Off);
     let image = dev.create_guest_mem(4 << 20, 0).unwrap();
-    vm.bind(&image, 0x10_0000, 0, 4 << 20, Access::Lend, Perms::RWX)
-        .unwrap();
-    let elf = ElfImage::parse(vmm::images::HOLDING_CELL).unwrap();
-    elf.load(&vm).unwrap();
-    vm.set_dtb_config(&uapi::gunyah_vm_dtb_config {
-        guest_phys_addr: 0x40_0000,
-        size: 4096,
-    })
+    vm.bind(&BindRequest::new(
+        &image,
+        GuestAddress(0x10_0000),
+        0,
+        4 << 20,
+        Access::Lend,
+        Perms::RWX,
+    ))
     .unwrap();
+    let elf = ElfImage::parse(test_guests::images::HOLDING_CELL).unwrap();
+    elf.load(&vm).unwrap();
+    vm.set_dtb_config(GuestAddress(0x40_0000), 4096).unwrap();
     let mut vcpu = vm.add_vcpu(0).unwrap();
     vm.start().unwrap();
     let mut cell = Cell::new(&mut vcpu);

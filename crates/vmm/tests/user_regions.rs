@@ -1,13 +1,12 @@
 //! Legacy user memory regions (SPEC B-VM-7): the caller's own memory,
 //! shared (SET_USER_MEM_REGION) or lent (ANDROID_LEND_USER_MEM).
 
-mod common;
-
 use binding::{Access, Perms};
-use common::*;
+use test_guests::holding_cell::{Cell, CellError, protocol::*};
+use test_guests::testing::*;
 use uapi::{GUNYAH_MEM_ALLOW_READ, GUNYAH_MEM_ALLOW_RWX, gunyah_userspace_memory_region};
 use vmm::Exit;
-use vmm::holding_cell::{Cell, CellError, protocol::*};
+use vmm::{BindRequest, GuestAddress};
 
 const SIZE: usize = 2 << 20;
 
@@ -85,7 +84,11 @@ fn a_shared_user_region_is_coherent_with_the_callers_memory() {
     // SAFETY: `mem` outlives the VM (dropped after `g`) and is only
     // accessed with volatile reads and writes.
     unsafe {
-        g.vm.set_user_mem_region(&region(1, GUNYAH_MEM_ALLOW_RWX, DATA, mem.addr()))
+        gunyah_abi::set_user_mem_region(
+            &g.vm,
+            &region(1, GUNYAH_MEM_ALLOW_RWX, DATA, mem.addr()),
+            false,
+        )
     }
     .unwrap();
     let mut vcpu = g.vm.add_vcpu(0).unwrap();
@@ -109,7 +112,11 @@ fn a_lent_user_region_is_out_of_the_hosts_reach_until_teardown() {
         let Some(g) = guest() else { return };
         // SAFETY: nothing touches `mem` until the VM is gone.
         unsafe {
-            g.vm.lend_user_mem(&region(7, GUNYAH_MEM_ALLOW_RWX, DATA, mem.addr()))
+            gunyah_abi::set_user_mem_region(
+                &g.vm,
+                &region(7, GUNYAH_MEM_ALLOW_RWX, DATA, mem.addr()),
+                true,
+            )
         }
         .unwrap();
         assert!(!mem.host_can_read(), "the host must lose access");
@@ -138,7 +145,7 @@ fn user_region_rules_and_read_only_enforcement() {
     let (a, b) = (Anon::new(), Anon::new());
     let add = |r: gunyah_userspace_memory_region| {
         // SAFETY: `a` and `b` outlive the VM; accessed volatile only.
-        unsafe { g.vm.set_user_mem_region(&r) }.map_err(|e| e.errno())
+        unsafe { gunyah_abi::set_user_mem_region(&g.vm, &r, false) }.map_err(|e| e.errno())
     };
     assert_eq!(
         add(region(1, 0x8, DATA, a.addr())),
@@ -172,12 +179,26 @@ fn user_region_rules_and_read_only_enforcement() {
     // Bindings and regions keep out of each other.
     let f = g.file(FileKind::Memfd, 4 << 20);
     assert_eq!(
-        g.vm.bind(&f, DATA - (2 << 20), 0, 4 << 20, Access::Share, Perms::RW)
-            .map_err(|e| e.errno()),
+        g.vm.bind(&BindRequest::new(
+            &f,
+            GuestAddress(DATA - (2 << 20)),
+            0,
+            4 << 20,
+            Access::Share,
+            Perms::RW
+        ))
+        .map_err(|e| e.errno()),
         Err(libc::EEXIST)
     );
-    g.vm.bind(&f, DATA + (8 << 20), 0, 4 << 20, Access::Share, Perms::RW)
-        .unwrap();
+    g.vm.bind(&BindRequest::new(
+        &f,
+        GuestAddress(DATA + (8 << 20)),
+        0,
+        4 << 20,
+        Access::Share,
+        Perms::RW,
+    ))
+    .unwrap();
     assert_eq!(
         add(region(3, GUNYAH_MEM_ALLOW_RWX, DATA + (8 << 20), b.addr())),
         Err(libc::EEXIST)

@@ -1,7 +1,7 @@
 //! The smallest useful native lendvm guest, and an example for writing one.
 //!
 //! lendvm enters every vCPU at `_start` in 64-bit long mode at CPL3 with
-//! RDI = its vCPU id and RDX = the number of vCPUs (`native_abi.rs`). Each
+//! RDI = its vCPU id and RDX = the number of vCPUs (`lendvm-guest-abi`, `native`). Each
 //! vCPU greets on the console port; vCPU 0 then fills 1 MiB of RAM at
 //! 4 MiB, checks it, waits until every vCPU has greeted, reports and stops
 //! the VM through the exit port with code 0 (1 if the memory check
@@ -10,16 +10,13 @@
 #![no_std]
 #![no_main]
 
-#[allow(dead_code, reason = "the guest needs only part of the boot ABI")]
-#[path = "../../../crates/vmm/src/native_abi.rs"]
-mod native_abi;
 
 use core::arch::{asm, global_asm};
 use core::fmt::{self, Write};
 use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use native_abi::{CONSOLE_PORT, EXIT_PORT};
+use guest_abi::native::{CONSOLE_PORT, EXIT_PORT};
 
 const VCPUS: u64 = 8;
 const STACK_SIZE: u64 = 16 << 10;

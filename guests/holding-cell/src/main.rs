@@ -1,6 +1,6 @@
 //! The holding cell: lendvm's test guest. lendvm enters it at CPL3 in 64-bit
-//! long mode (its native boot ABI, `native_abi.rs`), and every vCPU then obeys
-//! the host over its own MMIO mailbox (`protocol.rs`): read, write, fill, hash
+//! long mode (its native boot ABI, `lendvm-guest-abi`), and every vCPU then obeys
+//! the host over its own MMIO mailbox (`guest_abi::holding_cell`): read, write, fill, hash
 //! and copy guest memory, print, spin, fault, crash or exit on command. Tests
 //! use it to make a real guest touch memory exactly when and how they want.
 //!
@@ -11,18 +11,14 @@
 #![no_std]
 #![no_main]
 
-#[allow(dead_code, reason = "the guest needs only part of the boot ABI")]
-#[path = "../../../crates/vmm/src/native_abi.rs"]
-mod native_abi;
-mod protocol;
 
 use core::arch::{asm, global_asm};
 use core::fmt::{self, Write};
 use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use native_abi::{CONSOLE_PORT, EXIT_PORT, IDT_BASE, IDT_ENTRIES, USER_CODE_SELECTOR};
-use protocol::*;
+use guest_abi::holding_cell::*;
+use guest_abi::native::{CONSOLE_PORT, EXIT_PORT, IDT_BASE, IDT_ENTRIES, USER_CODE_SELECTOR};
 
 /// Stack size of each vCPU.
 const STACK_SIZE: u64 = 16 << 10;
@@ -204,7 +200,7 @@ fn execute(vcpu: u64, mailbox: Mailbox, command: u64) -> u64 {
     }
 }
 
-/// A vCPU's mailbox: 8-byte MMIO registers (`protocol.rs`).
+/// A vCPU's mailbox: 8-byte MMIO registers (`guest_abi::holding_cell`).
 #[derive(Clone, Copy)]
 struct Mailbox(u64);
 

@@ -2,12 +2,10 @@
 //! that obeys commands over an MMIO mailbox, so tests and the demo can make
 //! a real guest read, write, fill, checksum and touch its memory.
 
-#[path = "../../../guests/holding-cell/src/protocol.rs"]
-pub mod protocol;
+pub use guest_abi::holding_cell as protocol;
 
 use protocol::*;
-
-use crate::{Error, Exit, ResumeAction, Vcpu};
+use vmm::{Error, Exit, ResumeAction, Vcpu};
 
 /// Why a command did not complete.
 #[derive(Debug, thiserror::Error)]

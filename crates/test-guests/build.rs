@@ -48,8 +48,8 @@ fn main() {
         PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let guests = manifest_dir.join("../../guests");
-    // The guests include the boot ABI by path.
-    println!("cargo:rerun-if-changed=src/native_abi.rs");
+    // The guests share the boot ABI and mailbox protocol with the host.
+    println!("cargo:rerun-if-changed=../guest-abi/src");
     rerun_if_changed_under(&guests);
 
     let target_dir = out_dir.join("guests-target");

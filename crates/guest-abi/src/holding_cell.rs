@@ -1,6 +1,6 @@
-//! The holding cell's mailbox protocol. The guest (`main.rs`) and lendvm's
-//! host-side driver both include this file by path, so it holds plain
-//! constants only.
+//! The holding cell's mailbox protocol, between the guest
+//! (`guests/holding-cell`) and lendvm's host-side driver
+//! (`lendvm-test-guests`).
 //!
 //! Every vCPU `i` owns a mailbox of 8-byte registers at guest physical
 //! `MAILBOX_BASE + i * MAILBOX_STRIDE`, inside lendvm's MMIO window, so every

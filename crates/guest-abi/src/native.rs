@@ -1,6 +1,5 @@
 //! lendvm's native x86 boot ABI: what an ELF64 image without a PVH note
-//! finds when lendvm enters it. This file is also compiled into lendvm's own
-//! test guests (they include it by path), so it holds plain constants only.
+//! finds when lendvm enters it.
 //!
 //! Entry state of every vCPU:
 //! * 64-bit long mode at CPL3 (the only natively executed mode on PVM

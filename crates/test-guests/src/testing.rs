@@ -1,12 +1,12 @@
-//! Shared setup for the VM manager's tests: a VM running the holding-cell
+//! Shared setup for lendvm's KVM tests: a VM running the holding-cell
 //! guest from a lend binding, with room for the bindings each test adds.
-#![allow(dead_code)]
+//! (Test support: it panics on failures, as tests want.)
 
 use std::sync::{Arc, Mutex};
 
-use binding::{Access, BindingInfo, Perms};
 use vmm::loader::ElfImage;
-use vmm::{Console, Device, GuestMem, Vm};
+use vmm::{Access, BindingInfo, Perms};
+use vmm::{BindRequest, Console, Device, GuestAddress, GuestMem, Vm};
 
 /// Where the holding-cell image is bound (its link address is 1 MiB).
 pub const IMAGE_BASE: u64 = 0x10_0000;
@@ -21,10 +21,15 @@ pub const UNBOUND: u64 = 0x2000_0000;
 /// An unbound address inside the MMIO window (MMIO exits: DESIGN D1).
 pub const DEVICE: u64 = 0xD000_0000;
 
+/// A VM with the holding cell loaded, and what it was made with.
 pub struct Guest {
+    /// The device the VM belongs to.
     pub dev: Device,
+    /// The VM.
     pub vm: Vm,
+    /// The file holding the image (and the DTB page).
     pub image: GuestMem,
+    /// Everything the guest printed.
     pub console: Arc<Mutex<Vec<u8>>>,
 }
 
@@ -36,38 +41,49 @@ pub fn device() -> Option<Device> {
 
 /// A VM with the holding cell loaded (not started).
 pub fn guest() -> Option<Guest> {
-    let dev = device()?;
+    Some(guest_on(device()?))
+}
+
+/// [`guest`] on a given device (its files can be bound into the VM).
+pub fn guest_on(dev: Device) -> Guest {
     let vm = dev.create_vm().unwrap();
     let console = Arc::new(Mutex::new(Vec::new()));
     vm.set_console(Console::Buffer(console.clone()));
     let image = dev.create_guest_mem(IMAGE_SIZE, 0).unwrap();
-    vm.bind(&image, IMAGE_BASE, 0, IMAGE_SIZE, Access::Lend, Perms::RWX)
-        .unwrap();
-    ElfImage::parse(vmm::images::HOLDING_CELL)
+    vm.bind(&BindRequest::new(
+        &image,
+        GuestAddress(IMAGE_BASE),
+        0,
+        IMAGE_SIZE,
+        Access::Lend,
+        Perms::RWX,
+    ))
+    .unwrap();
+    ElfImage::parse(crate::images::HOLDING_CELL)
         .unwrap()
         .load(&vm)
         .unwrap();
-    vm.set_dtb_config(&uapi::gunyah_vm_dtb_config {
-        guest_phys_addr: DTB,
-        size: 0x1000,
-    })
-    .unwrap();
-    Some(Guest {
+    vm.set_dtb_config(GuestAddress(DTB), 0x1000).unwrap();
+    Guest {
         dev,
         vm,
         image,
         console,
-    })
+    }
 }
 
 /// The kinds of host-mappable file a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
+    /// A free-standing memfd.
     Memfd,
+    /// A host-mappable guest_memfd.
     GuestMemfd,
+    /// A private guest_memfd.
     Private,
 }
 
+/// The host-mappable kinds.
 pub const MAPPABLE: [FileKind; 2] = [FileKind::Memfd, FileKind::GuestMemfd];
 
 impl Guest {
@@ -77,11 +93,11 @@ impl Guest {
             FileKind::Memfd => self.dev.create_guest_mem(size, 0).unwrap(),
             FileKind::GuestMemfd => self
                 .vm
-                .create_guest_memfd(size, gmem::Mode::HostMappable)
+                .create_guest_memfd(size, vmm::Mode::HostMappable)
                 .unwrap(),
             FileKind::Private => self
                 .vm
-                .create_guest_memfd(size, gmem::Mode::Private)
+                .create_guest_memfd(size, vmm::Mode::Private)
                 .unwrap(),
         }
     }
@@ -89,7 +105,16 @@ impl Guest {
     /// A new file of `kind` bound at `gpa` (whole file).
     pub fn bound(&self, kind: FileKind, gpa: u64, size: u64, access: Access) -> GuestMem {
         let f = self.file(kind, size);
-        self.vm.bind(&f, gpa, 0, size, access, Perms::RW).unwrap();
+        self.vm
+            .bind(&BindRequest::new(
+                &f,
+                GuestAddress(gpa),
+                0,
+                size,
+                access,
+                Perms::RW,
+            ))
+            .unwrap();
         f
     }
 }
@@ -108,7 +133,8 @@ pub fn assert_installed_within_bindings(vm: &Vm) {
     }
 }
 
-pub fn u64_at(f: &GuestMem, offset: u64) -> Result<u64, gmem::Error> {
+/// The little-endian u64 at `offset` of `f`, read by the host.
+pub fn u64_at(f: &GuestMem, offset: u64) -> Result<u64, vmm::GuestMemError> {
     let mut b = [0u8; 8];
     f.read_at(offset, &mut b)?;
     Ok(u64::from_le_bytes(b))
