@@ -88,6 +88,35 @@ pub const CMD_PORT_OUT: u64 = 15;
 /// value, zero-extended ([`BAD_COMMAND`] `| CMD_PORT_IN` for another length).
 pub const CMD_PORT_IN: u64 = 16;
 
+/// ARG0 address, ARG1 low 8 bytes, ARG2 high 8 bytes: one 16-byte SSE store
+/// (`movdqu`), aligned or not. Result: 0.
+pub const CMD_STORE16: u64 = 17;
+/// ARG0 address, ARG1 half (0: low 8 bytes, else high): one 16-byte SSE
+/// load (`movdqu`). Result: that half of what it loaded.
+pub const CMD_LOAD16: u64 = 18;
+/// ARG0 address, ARG1 length, ARG2 byte: one `rep stosb`. Result: 0.
+pub const CMD_REP_STOSB: u64 = 19;
+/// ARG0 destination, ARG1 source, ARG2 length: one `rep movsb`. Result: 0.
+pub const CMD_REP_MOVSB: u64 = 20;
+/// ARG0 address, ARG1 value: one 8-byte `lock xadd`, aligned or not.
+/// Result: the old value.
+pub const CMD_XADD: u64 = 21;
+/// ARG0 address (8-aligned), ARG1 length (a multiple of 8), ARG2 seed:
+/// stores the [`marker`] stream of `seed`, computed by the guest (the host
+/// only ever sends the seed). Result: the FNV-1a hash of what it stored.
+pub const CMD_MARKER: u64 = 22;
+
+/// The marker stream: xorshift64 from `seed` (a zero seed counts as 1),
+/// one 8-byte little-endian word per step. `state` is updated.
+pub const fn marker_next(state: &mut u64) -> u64 {
+    let mut x = if *state == 0 { 1 } else { *state };
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    x
+}
+
 /// Result of [`CMD_PING`].
 pub const PING_REPLY: u64 = 0x600D_CE11;
 /// Result of an unknown command or bad argument: `BAD_COMMAND | command`.

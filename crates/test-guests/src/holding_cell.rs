@@ -157,6 +157,41 @@ impl<'v> Cell<'v> {
         self.command(CMD_CHECKSUM, &[addr, len])
     }
 
+    /// [`CMD_STORE16`]: one 16-byte SSE store of `high:low` at `addr`.
+    pub fn store16(&mut self, addr: u64, low: u64, high: u64) -> Result<u64, CellError> {
+        self.command(CMD_STORE16, &[addr, low, high])
+    }
+
+    /// [`CMD_LOAD16`]: one 16-byte SSE load at `addr`, as (low, high)
+    /// (two loads, one per half).
+    pub fn load16(&mut self, addr: u64) -> Result<(u64, u64), CellError> {
+        Ok((
+            self.command(CMD_LOAD16, &[addr, 0])?,
+            self.command(CMD_LOAD16, &[addr, 1])?,
+        ))
+    }
+
+    /// [`CMD_REP_STOSB`].
+    pub fn rep_stosb(&mut self, addr: u64, len: u64, byte: u8) -> Result<u64, CellError> {
+        self.command(CMD_REP_STOSB, &[addr, len, u64::from(byte)])
+    }
+
+    /// [`CMD_REP_MOVSB`].
+    pub fn rep_movsb(&mut self, dst: u64, src: u64, len: u64) -> Result<u64, CellError> {
+        self.command(CMD_REP_MOVSB, &[dst, src, len])
+    }
+
+    /// [`CMD_XADD`]: returns the old value.
+    pub fn xadd(&mut self, addr: u64, value: u64) -> Result<u64, CellError> {
+        self.command(CMD_XADD, &[addr, value])
+    }
+
+    /// [`CMD_MARKER`]: the guest stores the marker stream of `seed`;
+    /// returns the hash of what it stored.
+    pub fn marker(&mut self, addr: u64, len: u64, seed: u64) -> Result<u64, CellError> {
+        self.command(CMD_MARKER, &[addr, len, seed])
+    }
+
     /// `CMD_EXIT`: the VM ends with `code`; returns the exit it produced.
     pub fn exit(&mut self, code: u32) -> Result<Exit, CellError> {
         self.send(CMD_EXIT, &[u64::from(code)])?;
@@ -169,4 +204,12 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(FNV_OFFSET_BASIS, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(FNV_PRIME)
     })
+}
+
+/// The `len` bytes the guest's [`CMD_MARKER`] stores for `seed`.
+pub fn marker_bytes(len: u64, seed: u64) -> Vec<u8> {
+    let mut state = seed;
+    (0..len / 8)
+        .flat_map(|_| marker_next(&mut state).to_le_bytes())
+        .collect()
 }

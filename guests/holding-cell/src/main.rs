@@ -196,6 +196,42 @@ fn execute(vcpu: u64, mailbox: Mailbox, command: u64) -> u64 {
             let (port, size) = (arg0(), arg1());
             port_in(port as u16, size).unwrap_or(bad)
         }
+        CMD_STORE16 => {
+            let (addr, low, high) = (arg0(), arg1(), arg2());
+            store16(addr, low, high);
+            0
+        }
+        CMD_LOAD16 => {
+            let (addr, half) = (arg0(), arg1());
+            let (low, high) = load16(addr);
+            if half == 0 { low } else { high }
+        }
+        CMD_REP_STOSB => {
+            let (addr, len, byte) = (arg0(), arg1(), arg2());
+            rep_stosb(addr, len, byte as u8);
+            0
+        }
+        CMD_REP_MOVSB => {
+            let (dst, src, len) = (arg0(), arg1(), arg2());
+            rep_movsb(dst, src, len);
+            0
+        }
+        CMD_XADD => {
+            let (addr, value) = (arg0(), arg1());
+            xadd(addr, value)
+        }
+        CMD_MARKER => {
+            let (addr, len, mut state) = (arg0(), arg1(), arg2());
+            let mut hash = FNV_OFFSET_BASIS;
+            for k in 0..len / 8 {
+                let word = marker_next(&mut state);
+                poke(addr.wrapping_add(8 * k), word);
+                for b in word.to_le_bytes() {
+                    hash = (hash ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+                }
+            }
+            hash
+        }
         _ => bad,
     }
 }
@@ -276,6 +312,78 @@ fn store(addr: u64, value: u64, size: u64) -> Option<()> {
         }
     }
     Some(())
+}
+
+/// One 16-byte SSE store (`movdqu`) of `high:low` at `addr`.
+fn store16(addr: u64, low: u64, high: u64) {
+    // SAFETY: see above; xmm0/xmm1 are declared clobbered.
+    unsafe {
+        asm!(
+            "movq xmm0, {lo}",
+            "movq xmm1, {hi}",
+            "punpcklqdq xmm0, xmm1",
+            "movdqu xmmword ptr [{a}], xmm0",
+            a = in(reg) addr, lo = in(reg) low, hi = in(reg) high,
+            out("xmm0") _, out("xmm1") _,
+            options(nostack, preserves_flags),
+        )
+    }
+}
+
+/// One 16-byte SSE load (`movdqu`) at `addr`: (low, high).
+fn load16(addr: u64) -> (u64, u64) {
+    let (low, high): (u64, u64);
+    // SAFETY: see above; xmm0 is declared clobbered.
+    unsafe {
+        asm!(
+            "movdqu xmm0, xmmword ptr [{a}]",
+            "movq {lo}, xmm0",
+            "psrldq xmm0, 8",
+            "movq {hi}, xmm0",
+            a = in(reg) addr, lo = lateout(reg) low, hi = lateout(reg) high,
+            out("xmm0") _,
+            options(nostack, preserves_flags),
+        )
+    }
+    (low, high)
+}
+
+/// One `rep stosb` of `len` bytes of `byte` at `addr`.
+fn rep_stosb(addr: u64, len: u64, byte: u8) {
+    // SAFETY: see above. DF is clear (the boot ABI's RFLAGS, never set here).
+    unsafe {
+        asm!(
+            "rep stosb",
+            inout("rdi") addr => _, inout("rcx") len => _, in("al") byte,
+            options(nostack, preserves_flags),
+        )
+    }
+}
+
+/// One `rep movsb` of `len` bytes from `src` to `dst`.
+fn rep_movsb(dst: u64, src: u64, len: u64) {
+    // SAFETY: see above. DF is clear.
+    unsafe {
+        asm!(
+            "rep movsb",
+            inout("rdi") dst => _, inout("rsi") src => _, inout("rcx") len => _,
+            options(nostack, preserves_flags),
+        )
+    }
+}
+
+/// One 8-byte `lock xadd` of `value` at `addr`; returns the old value.
+fn xadd(addr: u64, value: u64) -> u64 {
+    let old: u64;
+    // SAFETY: see above.
+    unsafe {
+        asm!(
+            "lock xadd qword ptr [{a}], {v}",
+            a = in(reg) addr, v = inout(reg) value => old,
+            options(nostack),
+        )
+    }
+    old
 }
 
 /// The addresses of the `len` bytes at `addr`.

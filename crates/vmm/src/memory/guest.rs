@@ -97,6 +97,9 @@ pub(crate) enum Completed {
     /// The memory is private and lendvm cannot reach it for the guest
     /// (no system region, or beyond the identity map).
     Uncompletable,
+    /// The memory is private and is installed now: the guest should run
+    /// the instruction again, natively, instead of having it completed.
+    Reexecute,
 }
 
 /// Where a queue of writes stopped.
@@ -111,12 +114,28 @@ pub(crate) struct WriteProgress {
 impl MemState {
     /// Read `buf.len()` (at most 8) bytes at `gpa` for the guest, giving it
     /// the memory on a first touch. `buf` is untouched unless `Done`.
+    ///
+    /// For private memory given to the guest by this very touch, the
+    /// answer is `Reexecute`: KVM's emulator can read private memory only
+    /// through lendvm, and cannot write it at all for a locked
+    /// read-modify-write (it goes through the host mapping, which the
+    /// kernel refuses), so the guest is better served running the
+    /// instruction itself now that the memory is installed. Memory that was
+    /// installed already came back to KVM because the instruction needs
+    /// its emulator anyway: its bytes are read through the access vCPU.
     pub(crate) fn guest_read(&mut self, gpa: u64, buf: &mut [u8]) -> Result<Completed> {
-        let (file, offset) = match self.touch(gpa, false)? {
-            Touch::Memory { file, offset } => (file, offset),
+        let (file, offset, paged) = match self.touch(gpa, false)? {
+            Touch::Memory {
+                file,
+                offset,
+                paged,
+            } => (file, offset, paged),
             other => return Ok(refusal(other)),
         };
         if file.kind().is_private() {
+            if paged {
+                return Ok(Completed::Reexecute);
+            }
             return self.via_access_vcpu(gpa, buf.len(), |v, at, n, done| {
                 v.read(at, &mut buf[done..done + n])
             });
@@ -145,7 +164,7 @@ impl MemState {
         let mut blocked = None;
         for (i, f) in frags.iter().enumerate() {
             let why = match self.touch(f.gpa, true)? {
-                Touch::Memory { file, offset } => {
+                Touch::Memory { file, offset, .. } => {
                     if file.kind().is_private()
                         && !(self.stubs && AccessVcpu::reaches(f.gpa, f.len))
                     {

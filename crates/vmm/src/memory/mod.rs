@@ -131,6 +131,8 @@ pub(crate) enum Touch {
         file: GuestMemFile,
         /// The file offset of the address.
         offset: u64,
+        /// This touch gave the guest the memory just now.
+        paged: bool,
     },
     /// No binding covers the address.
     Unbound,
@@ -412,7 +414,8 @@ impl MemState {
             return Ok(Touch::WriteDenied);
         }
         let offset = b.info.offset + (gpa - b.info.guest_addr);
-        if !self.slots.is_installed(gpa) {
+        let paged = !self.slots.is_installed(gpa);
+        if paged {
             // Slots are unions of whole chunks, so the chunk around an
             // uninstalled address is uninstalled whole.
             let window = b.window(gpa);
@@ -428,6 +431,7 @@ impl MemState {
         Ok(Touch::Memory {
             file: b.file,
             offset,
+            paged,
         })
     }
 
@@ -445,9 +449,8 @@ impl MemState {
     /// the page if it may have it. Returns what was found and whether this
     /// call installed the page just now.
     pub(crate) fn touch_code(&mut self, gpa: u64) -> Result<(guest::Completed, bool)> {
-        let was_installed = self.slots.is_installed(gpa);
         Ok(match self.touch(gpa, false)? {
-            Touch::Memory { .. } => (guest::Completed::Done, !was_installed),
+            Touch::Memory { paged, .. } => (guest::Completed::Done, paged),
             Touch::Unbound => (guest::Completed::Unbound, false),
             Touch::WriteDenied => (guest::Completed::WriteDenied, false),
             Touch::Refused => (guest::Completed::Refused, false),

@@ -400,6 +400,12 @@ impl Vcpu {
             .memory
             .lock()
             .guest_read(frag.gpa, &mut buf[..frag.len])?;
+        if done == Completed::Reexecute {
+            // The memory is installed now: back to the instruction, which
+            // the guest runs itself.
+            self.rewind_instruction(st)?;
+            return Ok(None);
+        }
         if done == Completed::Done {
             set_kvm_mmio_data(&mut st.fd, &buf[..frag.len]);
             crate::memory::wipe(&mut buf);

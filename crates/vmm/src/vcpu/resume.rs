@@ -123,32 +123,10 @@ impl Vcpu {
     /// load back at its instruction, then queue #PF (vector 14) with CR2 =
     /// the guest physical address.
     fn inject_fault(&mut self, st: &mut CoreState, f: FaultKind) -> Result<()> {
-        let saved = if f.rewind {
-            let regs = st
-                .fd
-                .get_regs()
-                .map_err(|e| Error::kvm("KVM_GET_REGS", e))?;
-            let xsave = st
-                .fd
-                .get_xsave()
-                .map_err(|e| Error::kvm("KVM_GET_XSAVE", e))?;
-            Some((regs, xsave))
+        if f.rewind {
+            self.rewind_instruction(st)?;
         } else {
-            None
-        };
-        self.flush_instruction(st);
-        if let Some((mut regs, xsave)) = saved {
-            // SAFETY: `xsave` came from KVM_GET_XSAVE on this vCPU, so it is
-            // a complete, valid state of the size KVM expects.
-            let restored = unsafe { st.fd.set_xsave(&xsave) }
-                .map_err(|e| Error::kvm("KVM_SET_XSAVE", e))
-                .and_then(|()| {
-                    st.fd
-                        .set_regs(&regs)
-                        .map_err(|e| Error::kvm("KVM_SET_REGS", e))
-                });
-            wipe_regs(&mut regs);
-            restored?;
+            self.flush_instruction(st);
         }
         let mut events: kvm_vcpu_events = st
             .fd
@@ -180,6 +158,45 @@ impl Vcpu {
             .map_err(|e| Error::kvm("KVM_SET_VCPU_EVENTS", e))?;
         Counters::bump(&self.vm.counters.injected_faults);
         Ok(())
+    }
+
+    /// Put the guest back at the start of an instruction whose load KVM is
+    /// still waiting to complete: its registers (and FPU/SSE state, for SSE
+    /// loads) are saved, KVM's half of the instruction is finished without
+    /// reaching memory, then the saved state comes back. Only a store of a
+    /// memory-to-memory instruction (`movs`, `push [m]`) to memory KVM
+    /// reaches itself can land meanwhile; running the instruction again
+    /// rewrites it.
+    pub(super) fn rewind_instruction(&mut self, st: &mut CoreState) -> Result<()> {
+        let mut regs = st
+            .fd
+            .get_regs()
+            .map_err(|e| Error::kvm("KVM_GET_REGS", e))?;
+        let mut xsave = st
+            .fd
+            .get_xsave()
+            .map_err(|e| Error::kvm("KVM_GET_XSAVE", e))?;
+        self.flush_instruction(st);
+        // SAFETY: `xsave` came from KVM_GET_XSAVE on this vCPU, so it is a
+        // complete, valid state of the size KVM expects.
+        let restored = unsafe { st.fd.set_xsave(&xsave) }
+            .map_err(|e| Error::kvm("KVM_SET_XSAVE", e))
+            .and_then(|()| {
+                st.fd
+                    .set_regs(&regs)
+                    .map_err(|e| Error::kvm("KVM_SET_REGS", e))
+            });
+        wipe_regs(&mut regs);
+        // The FPU/SSE registers may hold guest data too (DESIGN D11).
+        // SAFETY: `kvm_xsave` is plain data; viewing it as bytes is valid.
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(
+                (&raw mut xsave).cast::<u8>(),
+                std::mem::size_of::<kvm_bindings::kvm_xsave>(),
+            )
+        };
+        crate::memory::wipe(bytes);
+        restored
     }
 
     /// Run KVM with `immediate_exit` until it has nothing of the current
