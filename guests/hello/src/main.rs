@@ -10,7 +10,6 @@
 #![no_std]
 #![no_main]
 
-
 use core::arch::{asm, global_asm};
 use core::fmt::{self, Write};
 use core::ptr::{read_volatile, write_volatile};
