@@ -40,6 +40,7 @@ pub mod images;
 pub mod loader;
 mod memory;
 pub mod native_abi;
+pub mod placement;
 mod ports;
 mod vcpu;
 mod vm;
