@@ -50,7 +50,7 @@ pub use boot::BootMode;
 pub use device::{Capabilities, Device, GuestMem, VmOptions};
 pub use error::{Error, Result};
 pub use memory::MemoryStats;
-pub use ports::{Console, PortDevice};
+pub use ports::{Console, ConsoleClosed, FORCE_STOPPED, PortDevice, console_closed};
 pub use vcpu::{Crash, Exit, ExitInfo, Kicker, ResumeAction, Status, Vcpu, exit_kind};
 pub use vm::{BootReg, Function, Vm, VmMetrics};
 
