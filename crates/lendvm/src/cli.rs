@@ -142,6 +142,16 @@ pub fn shown(arg: &OsStr) -> String {
     format!("{arg:?}")
 }
 
+/// An option's name as typed: as it is, unless it holds control
+/// characters (a newline, a terminal escape), then quoted and escaped.
+fn shown_opt(name: &str) -> String {
+    if name.chars().any(char::is_control) {
+        format!("{name:?}")
+    } else {
+        name.to_string()
+    }
+}
+
 /// Parse a size: a number with an optional K, M or G suffix (powers of
 /// 1024); decimal or 0x hexadecimal.
 pub fn parse_size(s: &str) -> Result<u64, UsageError> {
@@ -231,8 +241,8 @@ enum Arg {
 impl Arg {
     fn name(&self) -> String {
         match self {
-            Arg::Short(c) => format!("-{c}"),
-            Arg::Long(l) => format!("--{l}"),
+            Arg::Short(c) => shown_opt(&format!("-{c}")),
+            Arg::Long(l) => shown_opt(&format!("--{l}")),
             Arg::Value(v) => shown(v),
         }
     }
@@ -250,11 +260,19 @@ fn next(p: &mut lexopt::Parser) -> Result<Option<Arg>, UsageError> {
 /// lexopt's errors, in this command's words.
 fn lexopt_error(e: lexopt::Error) -> UsageError {
     UsageError(match e {
-        lexopt::Error::MissingValue { option: Some(o) } => format!("{o} needs a value"),
-        lexopt::Error::UnexpectedValue { option, value } => {
-            format!("{option} takes no value, got {}", shown(&value))
+        lexopt::Error::MissingValue { option: Some(o) } => {
+            format!("{} needs a value", shown_opt(&o))
         }
-        other => other.to_string().replace('\n', " "),
+        lexopt::Error::UnexpectedValue { option, value } => {
+            format!(
+                "{} takes no value, got {}",
+                shown_opt(&option),
+                shown(&value)
+            )
+        }
+        lexopt::Error::UnexpectedOption(o) => format!("unknown option {}", shown_opt(&o)),
+        lexopt::Error::UnexpectedArgument(v) => format!("unexpected argument {}", shown(&v)),
+        other => shown_opt(&other.to_string()),
     })
 }
 
@@ -343,7 +361,7 @@ fn parse_run(p: &mut lexopt::Parser, first: Option<Arg>) -> Result<Command, Usag
             Arg::Short('h') => return Ok(Command::Help),
             Arg::Long(l) => l,
             Arg::Short(c) => {
-                return usage(format!("unknown option -{c}"));
+                return usage(format!("unknown option {}", shown_opt(&format!("-{c}"))));
             }
             Arg::Value(v) => {
                 return usage(format!(
@@ -384,7 +402,12 @@ fn parse_run(p: &mut lexopt::Parser, first: Option<Arg>) -> Result<Command, Usag
                 run.no_irqchip = true;
                 guest_only = Some("--no-irqchip");
             }
-            _ => return usage(format!("unknown option --{long}")),
+            _ => {
+                return usage(format!(
+                    "unknown option {}",
+                    shown_opt(&format!("--{long}"))
+                ));
+            }
         }
     }
     if run.image.is_some() && run.kernel.is_some() {

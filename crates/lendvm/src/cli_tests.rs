@@ -284,3 +284,25 @@ fn help_explains_every_option_the_parser_takes() {
         assert!(HELP.contains(&format!("--{opt}")), "{opt}");
     }
 }
+
+// Found by the cli_args fuzz target: an option name holding a newline (or
+// a terminal escape) broke the one-line error.
+#[test]
+fn option_names_with_control_characters_are_escaped_in_the_one_line_error() {
+    for (args, want) in [
+        (&["run", "--mem\nory"][..], "unknown option \"--mem\\nory\""),
+        (&["run", "-\u{1b}"][..], "unknown option \"-\\u{1b}\""),
+        (
+            &["info", "--js\ron"][..],
+            "`info` takes only --json, got \"--js\\ron\"",
+        ),
+        (
+            &["run", "--json=a\nb"][..],
+            "--json takes no value, got \"a\\nb\"",
+        ),
+    ] {
+        let err = p(args).unwrap_err().0;
+        assert_eq!(err, want, "{args:?}");
+        assert!(!err.chars().any(char::is_control), "{err:?}");
+    }
+}
