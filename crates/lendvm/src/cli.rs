@@ -1,73 +1,19 @@
-//! Command-line parsing. Hand-written (no parser crate) to keep start-up
-//! small; every option is in [`HELP`].
+//! Command-line parsing: a pure function from the arguments (as the OS
+//! gives them: bytes, not necessarily UTF-8) to a typed [`Command`], so the
+//! fuzz target `cli_args` can drive it. `lexopt` splits the arguments (a
+//! few hundred lines, no start-up cost); the meaning of each option is
+//! here. Every option is explained in [`crate::help::HELP`].
+//!
+//! A [`UsageError`] is one line that names the problem and the numbers;
+//! nothing has been done when it is returned.
 
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-/// `lendvm --help`.
-pub const HELP: &str = "\
-lendvm - a virtual machine monitor for Linux KVM whose guests get memory
-only through bindings of guest memory files, shared with the host or lent
-to the guest (the host loses access until it takes the memory back).
+pub use crate::help::HELP;
 
-USAGE:
-    lendvm                   run the built-in demo (same as `lendvm run`)
-    lendvm run [OPTIONS]     boot a guest; without --image, the built-in demo
-    lendvm info [--json]     host capabilities, how lendvm settles the open
-                             questions on KVM (D1-D10), and who enforces what
-    lendvm help              this text (also -h, --help)
-
-RUN OPTIONS:
-    --kernel PATH      A Linux kernel: a bzImage (boot protocol 2.12 or later,
-                       booted with the 64-bit protocol) or an ELF vmlinux with
-                       the Xen PVH note (booted with the PVH protocol, as
-                       Firecracker, cloud-hypervisor and QEMU do).
-    --initrd PATH      An initrd/initramfs for the kernel, placed at the top
-                       of low RAM (PVH: module 0).
-    --cmdline STR      The kernel command line (default: console=ttyS0).
-    --image PATH       Any ELF64 x86-64 image. With the PVH note it boots like
-                       --kernel. Without it lendvm enters it in its native
-                       mode: 64-bit long mode at CPL3 with page tables that
-                       identity-map guest physical memory, RDI = vCPU id.
-                       Native guests write bytes to port 0xe9 for the console
-                       and a 32-bit code to port 0xf4 to stop.
-    --memory SPEC      Guest RAM as size=SIZE[,mode=MODE][,at=ADDR]
-                       SIZE: bytes, or with K, M or G (powers of 1024).
-                       MODE: lend (default; a host-mappable guest_memfd lent to
-                       the guest: native images borrow it page by page on
-                       first touch, kernels get it whole at start after lendvm
-                       wrote the boot structures through a share binding),
-                       share (the host keeps access), or private (a guest_memfd
-                       the kernel itself keeps from the host; the pages lendvm
-                       must write the image or kernel into stay host-mappable).
-                       ADDR: guest physical address (default 0; kernels need 0).
-                       Default: size=64M,mode=lend,at=0.
-    --vcpus N          Number of vCPUs, each on its own thread (default 1).
-                       Kernels start on vCPU 0 and wake the others themselves.
-    --serial WHERE     The guest console (COM1 at port 0x3f8, and the native
-                       console port): stdio (default; standard input feeds
-                       COM1), file=PATH, or off.
-    --no-irqchip       Boot a kernel without KVM's in-kernel interrupt controller,
-                       for guests that take no interrupts (e.g. firmware-like or
-                       test guests). Linux needs the controller. On this
-                       project's hosts KVM's controller costs about 15 ms when
-                       the VM is torn down (measured); without it COM1 raises
-                       no interrupts and only vCPU 0 can run.
-    --json             Print the final report as one JSON object.
-
-Devices: COM1 (a 16550 UART, interrupt line 4), the i8042 reset line (a
-write of 0xfe to port 0x64 stops the VM), and a boot-complete probe: the
-first write of any byte to I/O port 0xee records the guest-reported boot
-time in the report. Other ports are counted and ignored. When the guest's
-console is standard output, lendvm's report goes to standard error.
-
-With neither --image nor --kernel, `run` boots lendvm's demo guest and shows a VM borrowing,
-sharing and giving back memory: a shared page both sides write, lent RAM the
-host cannot read, a private-file region, an address bound only after the
-guest's page fault, and an ioeventfd doorbell.
-
-Exit status: the guest's exit code (low 8 bits) when it stops on its own
-(0 for a reset), 1 if it crashed or lendvm failed, 2 for a usage error.
-";
+const PAGE: u64 = 4096;
 
 /// How guest RAM is given to the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,14 +26,14 @@ pub enum MemoryMode {
     Private,
 }
 
-/// `--memory`.
+/// `--memory`: a checked guest RAM range (`at + size` does not wrap).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemorySpec {
-    /// Bytes.
+    /// Bytes: non-zero, a multiple of 4 KiB.
     pub size: u64,
     /// Share or lend.
     pub mode: MemoryMode,
-    /// Guest physical address.
+    /// Guest physical address: page-aligned.
     pub at: u64,
 }
 
@@ -98,6 +44,14 @@ impl Default for MemorySpec {
             mode: MemoryMode::Lend,
             at: 0,
         }
+    }
+}
+
+impl MemorySpec {
+    /// The guest range, or `None` if it passes the end of the address
+    /// space (only for a spec not made by [`parse`], which refuses it).
+    pub fn range(&self) -> Option<std::ops::Range<u64>> {
+        Some(self.at..self.at.checked_add(self.size)?)
     }
 }
 
@@ -114,7 +68,7 @@ pub enum SerialSpec {
 }
 
 /// `lendvm run`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunArgs {
     /// `--image`.
     pub image: Option<PathBuf>,
@@ -128,7 +82,7 @@ pub struct RunArgs {
     pub serial: SerialSpec,
     /// `--memory`.
     pub memory: MemorySpec,
-    /// `--vcpus`.
+    /// `--vcpus`: at least 1 (the host's limit is checked when KVM is open).
     pub vcpus: u32,
     /// `--json`.
     pub json: bool,
@@ -136,10 +90,33 @@ pub struct RunArgs {
     pub no_irqchip: bool,
 }
 
+impl Default for RunArgs {
+    fn default() -> Self {
+        RunArgs {
+            image: None,
+            kernel: None,
+            initrd: None,
+            cmdline: None,
+            serial: SerialSpec::default(),
+            memory: MemorySpec::default(),
+            vcpus: 1,
+            json: false,
+            no_irqchip: false,
+        }
+    }
+}
+
+impl RunArgs {
+    /// The image or kernel to boot, if any (without one, `run` is the demo).
+    pub fn guest(&self) -> Option<&std::path::Path> {
+        self.image.as_deref().or(self.kernel.as_deref())
+    }
+}
+
 /// A parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// Boot a guest.
+    /// Boot a guest (or the demo).
     Run(RunArgs),
     /// Print host capabilities and decisions (`--json`: as JSON).
     Info {
@@ -150,7 +127,7 @@ pub enum Command {
     Help,
 }
 
-/// A usage error: the message says what is wrong.
+/// A usage error: one line saying what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
@@ -159,38 +136,60 @@ fn usage<T>(msg: impl Into<String>) -> Result<T, UsageError> {
     Err(UsageError(msg.into()))
 }
 
-/// Parse a size: a number with an optional K, M or G suffix (powers of
-/// 1024); decimal or 0x hexadecimal.
-pub fn parse_size(s: &str) -> Result<u64, UsageError> {
-    let (digits, shift) = match s.char_indices().last() {
-        Some((i, 'K' | 'k')) => (&s[..i], 10),
-        Some((i, 'M' | 'm')) => (&s[..i], 20),
-        Some((i, 'G' | 'g')) => (&s[..i], 30),
-        _ => (s, 0),
-    };
-    let n = parse_number(digits).ok_or_else(|| UsageError(format!("`{s}` is not a size")))?;
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| UsageError(format!("size `{s}` does not fit in 64 bits")))
+/// An argument as it can be shown in a one-line message: quoted, with
+/// control characters and bytes that are not UTF-8 escaped.
+pub fn shown(arg: &OsStr) -> String {
+    format!("{arg:?}")
 }
 
-fn parse_number(s: &str) -> Option<u64> {
-    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16).ok(),
-        None => s.parse().ok(),
+/// An option's name as typed: as it is, unless it holds control
+/// characters (a newline, a terminal escape), then quoted and escaped.
+fn shown_opt(name: &str) -> String {
+    if name.chars().any(char::is_control) {
+        format!("{name:?}")
+    } else {
+        name.to_string()
     }
 }
 
-/// Parse `size=…,mode=…,at=…`.
+/// Parse a size: a number with an optional K, M or G suffix (powers of
+/// 1024); decimal or 0x hexadecimal.
+pub fn parse_size(s: &str) -> Result<u64, UsageError> {
+    let (digits, shift) = match s.as_bytes().last() {
+        Some(b'K' | b'k') => (&s[..s.len() - 1], 10),
+        Some(b'M' | b'm') => (&s[..s.len() - 1], 20),
+        Some(b'G' | b'g') => (&s[..s.len() - 1], 30),
+        _ => (s, 0),
+    };
+    let n = parse_number(digits).ok_or_else(|| UsageError(format!("{s:?} is not a size")))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| UsageError(format!("size {s:?} does not fit in 64 bits")))
+}
+
+/// A decimal or 0x-hexadecimal number (no sign, no spaces).
+fn parse_number(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) if hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            u64::from_str_radix(hex, 16).ok()
+        }
+        None if s.bytes().all(|b| b.is_ascii_digit()) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Parse `size=…,mode=…,at=…` and check the range it makes.
 pub fn parse_memory(spec: &str) -> Result<MemorySpec, UsageError> {
     let mut m = MemorySpec::default();
     for part in spec.split(',').filter(|p| !p.is_empty()) {
         let Some((key, value)) = part.split_once('=') else {
             return usage(format!(
-                "--memory: `{part}` is not KEY=VALUE (keys: size, mode, at)"
+                "--memory: {part:?} is not KEY=VALUE (keys: size, mode, at)"
             ));
         };
         match key {
-            "size" => m.size = parse_size(value)?,
+            "size" => {
+                m.size = parse_size(value).map_err(|e| UsageError(format!("--memory: {e}")))?
+            }
             "mode" => {
                 m.mode = match value {
                     "lend" => MemoryMode::Lend,
@@ -198,251 +197,235 @@ pub fn parse_memory(spec: &str) -> Result<MemorySpec, UsageError> {
                     "private" => MemoryMode::Private,
                     _ => {
                         return usage(format!(
-                            "--memory: mode `{value}` is not lend, share or private"
+                            "--memory: mode {value:?} is not lend, share or private"
                         ));
                     }
                 }
             }
             "at" => {
                 m.at = parse_number(value)
-                    .ok_or_else(|| UsageError(format!("--memory: `{value}` is not an address")))?
+                    .ok_or_else(|| UsageError(format!("--memory: {value:?} is not an address")))?
             }
             _ => {
                 return usage(format!(
-                    "--memory: unknown key `{key}` (keys: size, mode, at)"
+                    "--memory: unknown key {key:?} (keys: size, mode, at)"
                 ));
             }
         }
     }
-    if m.size == 0 || m.size % 4096 != 0 {
+    if m.size == 0 || m.size % PAGE != 0 {
         return usage(format!(
             "--memory: size {:#x} must be a non-zero multiple of 4 KiB",
             m.size
         ));
     }
-    if m.at % 4096 != 0 {
+    if m.at % PAGE != 0 {
         return usage(format!("--memory: address {:#x} is not page-aligned", m.at));
+    }
+    if m.range().is_none() {
+        return usage(format!(
+            "--memory: guest RAM [{:#x}, +{:#x}) passes the end of the 64-bit address space",
+            m.at, m.size
+        ));
     }
     Ok(m)
 }
 
-/// Parse the arguments after the program name.
-pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageError> {
-    let mut args = args.into_iter().peekable();
-    let command = match args.peek().map(String::as_str) {
-        None => {
-            return Ok(Command::Run(RunArgs {
-                vcpus: 1,
-                ..RunArgs::default()
-            }));
+/// One argument as lexopt split it, owned (lexopt's borrows its parser).
+enum Arg {
+    Short(char),
+    Long(String),
+    Value(OsString),
+}
+
+impl Arg {
+    fn name(&self) -> String {
+        match self {
+            Arg::Short(c) => shown_opt(&format!("-{c}")),
+            Arg::Long(l) => shown_opt(&format!("--{l}")),
+            Arg::Value(v) => shown(v),
         }
-        Some("run") => {
-            args.next();
-            "run"
-        }
-        Some("info") => {
-            args.next();
-            "info"
-        }
-        Some("help" | "-h" | "--help") => return Ok(Command::Help),
-        Some(a) if a.starts_with('-') => "run",
-        Some(other) => {
-            return usage(format!(
-                "unknown command `{other}` (commands: run, info, help)"
-            ));
-        }
-    };
-    if command == "info" {
-        let mut json = false;
-        for a in args {
-            match a.as_str() {
-                "-h" | "--help" => return Ok(Command::Help),
-                "--json" => json = true,
-                _ => return usage(format!("`info` takes only --json, got `{a}`")),
-            }
-        }
-        return Ok(Command::Info { json });
     }
-    let mut run = RunArgs {
-        vcpus: 1,
-        ..RunArgs::default()
+}
+
+fn next(p: &mut lexopt::Parser) -> Result<Option<Arg>, UsageError> {
+    Ok(match p.next().map_err(lexopt_error)? {
+        None => None,
+        Some(lexopt::Arg::Short(c)) => Some(Arg::Short(c)),
+        Some(lexopt::Arg::Long(l)) => Some(Arg::Long(l.to_string())),
+        Some(lexopt::Arg::Value(v)) => Some(Arg::Value(v)),
+    })
+}
+
+/// lexopt's errors, in this command's words.
+fn lexopt_error(e: lexopt::Error) -> UsageError {
+    UsageError(match e {
+        lexopt::Error::MissingValue { option: Some(o) } => {
+            format!("{} needs a value", shown_opt(&o))
+        }
+        lexopt::Error::UnexpectedValue { option, value } => {
+            format!(
+                "{} takes no value, got {}",
+                shown_opt(&option),
+                shown(&value)
+            )
+        }
+        lexopt::Error::UnexpectedOption(o) => format!("unknown option {}", shown_opt(&o)),
+        lexopt::Error::UnexpectedArgument(v) => format!("unexpected argument {}", shown(&v)),
+        other => shown_opt(&other.to_string()),
+    })
+}
+
+/// The value of the option just read: `--opt VALUE` or `--opt=VALUE`.
+fn value(p: &mut lexopt::Parser, opt: &str, what: &str) -> Result<OsString, UsageError> {
+    p.value()
+        .map_err(|_| UsageError(format!("{opt} needs {what}")))
+}
+
+fn text(v: OsString, opt: &str) -> Result<String, UsageError> {
+    v.into_string()
+        .map_err(|v| UsageError(format!("{opt}: {} is not valid UTF-8", shown(&v))))
+}
+
+fn path(v: OsString, opt: &str) -> Result<PathBuf, UsageError> {
+    if v.is_empty() {
+        return usage(format!("{opt} needs a path, got an empty one"));
+    }
+    Ok(PathBuf::from(v))
+}
+
+fn serial(v: OsString) -> Result<SerialSpec, UsageError> {
+    match v.as_bytes() {
+        b"stdio" => Ok(SerialSpec::Stdio),
+        b"off" => Ok(SerialSpec::Off),
+        b"file=" => usage("--serial: file= needs a path, got an empty one"),
+        [b'f', b'i', b'l', b'e', b'=', file @ ..] => {
+            Ok(SerialSpec::File(PathBuf::from(OsStr::from_bytes(file))))
+        }
+        _ => usage(format!(
+            "--serial: {} is not stdio, file=PATH or off",
+            shown(&v)
+        )),
+    }
+}
+
+/// Parse the arguments after the program name.
+pub fn parse(args: Vec<OsString>) -> Result<Command, UsageError> {
+    let mut p = lexopt::Parser::from_args(args);
+    let first = match next(&mut p)? {
+        None => return Ok(Command::Run(RunArgs::default())),
+        Some(Arg::Value(v)) => match v.as_bytes() {
+            b"run" => None,
+            b"info" => return parse_info(&mut p),
+            b"help" => return Ok(Command::Help),
+            _ => {
+                return usage(format!(
+                    "unknown command {} (commands: run, info, help)",
+                    shown(&v)
+                ));
+            }
+        },
+        // Options without a command are `run` options.
+        Some(opt) => Some(opt),
     };
-    while let Some(arg) = args.next() {
-        // Accept both `--opt value` and `--opt=value`.
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
+    parse_run(&mut p, first)
+}
+
+fn parse_info(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
+    let mut json = false;
+    while let Some(arg) = next(p)? {
+        match arg {
+            Arg::Short('h') => return Ok(Command::Help),
+            Arg::Long(l) if l == "help" => return Ok(Command::Help),
+            Arg::Long(l) if l == "json" => json = true,
+            other => return usage(format!("`info` takes only --json, got {}", other.name())),
+        }
+    }
+    Ok(Command::Info { json })
+}
+
+fn parse_run(p: &mut lexopt::Parser, first: Option<Arg>) -> Result<Command, UsageError> {
+    let mut run = RunArgs::default();
+    // Options that only a guest image uses: the demo builds its own VM.
+    let mut guest_only: Option<&'static str> = None;
+    let mut pending = first;
+    loop {
+        let arg = match pending.take() {
+            Some(a) => a,
+            None => match next(p)? {
+                Some(a) => a,
+                None => break,
+            },
         };
-        let mut value = |what: &str| {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| UsageError(format!("{name} needs {what}")))
+        let long = match arg {
+            Arg::Short('h') => return Ok(Command::Help),
+            Arg::Long(l) => l,
+            Arg::Short(c) => {
+                return usage(format!("unknown option {}", shown_opt(&format!("-{c}"))));
+            }
+            Arg::Value(v) => {
+                return usage(format!(
+                    "unexpected argument {}: `run` takes only options",
+                    shown(&v)
+                ));
+            }
         };
-        match name.as_str() {
-            "-h" | "--help" => return Ok(Command::Help),
-            "--image" => run.image = Some(PathBuf::from(value("a path")?)),
-            "--kernel" => run.kernel = Some(PathBuf::from(value("a path")?)),
-            "--initrd" => run.initrd = Some(PathBuf::from(value("a path")?)),
-            "--cmdline" => run.cmdline = Some(value("a command line")?),
-            "--serial" => {
-                let v = value("stdio, file=PATH or off")?;
-                run.serial = match v.as_str() {
-                    "stdio" => SerialSpec::Stdio,
-                    "off" => SerialSpec::Off,
-                    f if f.starts_with("file=") && f.len() > 5 => {
-                        SerialSpec::File(PathBuf::from(&f[5..]))
-                    }
-                    _ => return usage(format!("--serial: `{v}` is not stdio, file=PATH or off")),
-                };
+        match long.as_str() {
+            "help" => return Ok(Command::Help),
+            "image" => run.image = Some(path(value(p, "--image", "a path")?, "--image")?),
+            "kernel" => run.kernel = Some(path(value(p, "--kernel", "a path")?, "--kernel")?),
+            "initrd" => run.initrd = Some(path(value(p, "--initrd", "a path")?, "--initrd")?),
+            "cmdline" => {
+                run.cmdline = Some(text(value(p, "--cmdline", "a command line")?, "--cmdline")?)
             }
-            "--memory" => run.memory = parse_memory(&value("a memory spec")?)?,
-            "--vcpus" => {
-                let v = value("a number")?;
-                run.vcpus = v
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=64).contains(n))
-                    .ok_or_else(|| {
-                        UsageError(format!("--vcpus: `{v}` is not a number from 1 to 64"))
-                    })?;
+            "serial" => {
+                run.serial = serial(value(p, "--serial", "stdio, file=PATH or off")?)?;
+                guest_only = Some("--serial");
             }
-            "--json" if inline.is_none() => run.json = true,
-            "--no-irqchip" if inline.is_none() => run.no_irqchip = true,
-            _ => return usage(format!("unknown option `{arg}` (see lendvm --help)")),
+            "memory" => {
+                let v = text(value(p, "--memory", "a memory spec")?, "--memory")?;
+                run.memory = parse_memory(&v)?;
+                guest_only = Some("--memory");
+            }
+            "vcpus" => {
+                let v = text(value(p, "--vcpus", "a number")?, "--vcpus")?;
+                run.vcpus = v.parse().ok().filter(|&n| n >= 1).ok_or_else(|| {
+                    UsageError(format!(
+                        "--vcpus: {v:?} is not a number from 1 to {}",
+                        u32::MAX
+                    ))
+                })?;
+                guest_only = Some("--vcpus");
+            }
+            "json" => run.json = true,
+            "no-irqchip" => {
+                run.no_irqchip = true;
+                guest_only = Some("--no-irqchip");
+            }
+            _ => {
+                return usage(format!(
+                    "unknown option {}",
+                    shown_opt(&format!("--{long}"))
+                ));
+            }
         }
     }
     if run.image.is_some() && run.kernel.is_some() {
         return usage("--image and --kernel name the same thing: give one");
     }
-    if run.image.is_none()
-        && run.kernel.is_none()
-        && (run.initrd.is_some() || run.cmdline.is_some())
-    {
-        return usage("--initrd and --cmdline need --kernel (or a PVH --image)");
+    if run.guest().is_none() {
+        if run.initrd.is_some() || run.cmdline.is_some() {
+            return usage("--initrd and --cmdline need --kernel (or a PVH --image)");
+        }
+        if let Some(opt) = guest_only {
+            return usage(format!(
+                "{opt} needs --image or --kernel (the demo sets up its own VM)"
+            ));
+        }
     }
     Ok(Command::Run(run))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn p(args: &[&str]) -> Result<Command, UsageError> {
-        parse(args.iter().map(|s| s.to_string()))
-    }
-
-    #[test]
-    fn no_arguments_run_the_demo() {
-        assert_eq!(
-            p(&[]).unwrap(),
-            Command::Run(RunArgs {
-                vcpus: 1,
-                ..RunArgs::default()
-            })
-        );
-        assert_eq!(p(&["run"]).unwrap(), p(&[]).unwrap());
-    }
-
-    #[test]
-    fn run_options_parse_in_both_spellings() {
-        let Command::Run(r) = p(&[
-            "run",
-            "--image",
-            "g.elf",
-            "--memory=size=512M,mode=private,at=0x100000",
-            "--vcpus",
-            "2",
-            "--json",
-        ])
-        .unwrap() else {
-            panic!("not a run")
-        };
-        assert_eq!(r.image.as_deref(), Some(std::path::Path::new("g.elf")));
-        assert_eq!(
-            r.memory,
-            MemorySpec {
-                size: 512 << 20,
-                mode: MemoryMode::Private,
-                at: 0x10_0000
-            }
-        );
-        assert_eq!((r.vcpus, r.json), (2, true));
-        let Command::Run(k) = p(&[
-            "run",
-            "--kernel",
-            "vmlinuz",
-            "--initrd",
-            "initrd.img",
-            "--cmdline",
-            "console=ttyS0 quiet",
-            "--serial",
-            "file=/tmp/out",
-        ])
-        .unwrap() else {
-            panic!("not a run")
-        };
-        assert_eq!(k.cmdline.as_deref(), Some("console=ttyS0 quiet"));
-        assert_eq!(k.serial, SerialSpec::File("/tmp/out".into()));
-    }
-
-    #[test]
-    fn sizes_take_binary_suffixes() {
-        assert_eq!(parse_size("4096").unwrap(), 4096);
-        assert_eq!(parse_size("64K").unwrap(), 64 << 10);
-        assert_eq!(parse_size("2g").unwrap(), 2 << 30);
-        assert_eq!(parse_size("0x1000").unwrap(), 4096);
-        assert!(parse_size("12Q").is_err());
-        assert!(parse_size("99999999999G").is_err());
-    }
-
-    #[test]
-    fn bad_arguments_say_what_is_wrong() {
-        for (args, want) in [
-            (&["bogus"][..], "unknown command"),
-            (&["run", "--vcpus", "0"][..], "--vcpus"),
-            (&["run", "--vcpus"][..], "needs a number"),
-            (&["run", "--memory", "size=1000"][..], "multiple of 4 KiB"),
-            (
-                &["run", "--memory", "mode=steal"][..],
-                "not lend, share or private",
-            ),
-            (&["run", "--memory", "colour=red"][..], "unknown key"),
-            (&["run", "--frobnicate"][..], "unknown option"),
-            (&["info", "x"][..], "only --json"),
-            (
-                &["run", "--serial", "tty"][..],
-                "not stdio, file=PATH or off",
-            ),
-            (&["run", "--cmdline", "quiet"][..], "need --kernel"),
-            (&["run", "--image", "a", "--kernel", "b"][..], "give one"),
-        ] {
-            let err = p(args).unwrap_err().to_string();
-            assert!(
-                err.contains(want),
-                "{args:?}: {err:?} should mention {want:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn help_mentions_every_option() {
-        for opt in [
-            "--image",
-            "--kernel",
-            "--initrd",
-            "--cmdline",
-            "--serial",
-            "--memory",
-            "--vcpus",
-            "--json",
-            "info",
-            "run",
-            "0xee",
-        ] {
-            assert!(HELP.contains(opt), "{opt}");
-        }
-        assert_eq!(p(&["--help"]).unwrap(), Command::Help);
-        assert_eq!(p(&["run", "-h"]).unwrap(), Command::Help);
-    }
-}
+#[path = "cli_tests.rs"]
+mod tests;

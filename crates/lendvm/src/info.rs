@@ -5,6 +5,34 @@ use std::fmt::Write;
 
 use gmem::Enforcer;
 
+/// Smallest and largest demand-paging chunk (DESIGN D2).
+const MIN_CHUNK: u64 = 2 << 20;
+const MAX_CHUNK: u64 = 1 << 30;
+
+/// The demand chunk of a lend binding of `size` bytes: the piece one KVM
+/// slot installs on the guest's first touch (an aligned window of this
+/// size around the touch, clipped to the binding). The same rule as the
+/// VM manager's demand paging; the demo checks its chunk count against it.
+pub fn demand_chunk(size: u64) -> u64 {
+    (size / 64)
+        .next_power_of_two()
+        .clamp(MIN_CHUNK, MAX_CHUNK)
+        .min(size)
+}
+
+/// The rule, in words.
+pub const CHUNK_RULE: &str = "a chunk is the piece of a lend binding one KVM slot installs on the guest's first touch: size = clamp(next_pow2(binding size / 64), 2 MiB, 1 GiB), an aligned window around the touch, clipped to the binding";
+
+/// Binding sizes the chunk rule is shown for.
+const CHUNK_EXAMPLES: [u64; 5] = [1 << 20, 64 << 20, 1 << 30, 16 << 30, 256 << 30];
+
+/// The row lendvm adds to gmem's enforcement matrix: shared pages are
+/// meant to be reached by both sides.
+const SHARED_ROW: &str = "host access while shared";
+/// Its cells: host-mappable guest_memfd, private guest_memfd, memfd.
+const SHARED_CELLS: [&str; 3] = ["none needed", "n/a (D6)", "none needed"];
+const SHARED_NOTE: &str = "host and guest both read and write shared pages and see each other's writes (one coherent page): nothing needs enforcing; a private guest_memfd cannot be shared at all (D6)";
+
 fn cell(e: Enforcer) -> String {
     match e {
         Enforcer::Kernel => "kernel".into(),
@@ -73,6 +101,12 @@ pub fn render(caps: Result<&vmm::Capabilities, String>) -> String {
             short(g.memfd)
         );
     }
+    let _ = writeln!(
+        s,
+        "  {SHARED_ROW:<52} {:<14} {:<14} {}",
+        SHARED_CELLS[0], SHARED_CELLS[1], SHARED_CELLS[2]
+    );
+    let _ = writeln!(s, "\n  {SHARED_ROW}: {SHARED_NOTE}.");
     let _ = writeln!(s, "\n  Where not enforced:");
     let mut seen = Vec::new();
     for g in gmem::ENFORCEMENT {
@@ -89,6 +123,18 @@ pub fn render(caps: Result<&vmm::Capabilities, String>) -> String {
         s,
         "\n  \"lendvm\" holds for every access made through lendvm; a process that takes a\n  file's descriptor and calls mmap/read/fallocate on it itself bypasses it.\n  \"kernel\" holds even then."
     );
+    let _ = writeln!(s, "\nDemand paging (DESIGN D2)\n  {CHUNK_RULE}.");
+    let examples: Vec<String> = CHUNK_EXAMPLES
+        .iter()
+        .map(|&b| {
+            format!(
+                "{} -> {}",
+                crate::report::size(b),
+                crate::report::size(demand_chunk(b))
+            )
+        })
+        .collect();
+    let _ = writeln!(s, "  binding -> chunk: {}", examples.join(", "));
     s
 }
 
@@ -121,7 +167,7 @@ pub fn json(caps: Result<&vmm::Capabilities, String>) -> serde_json::Value {
         .iter()
         .map(|(id, q, a)| serde_json::json!({"id": id, "question": q, "answer": a}))
         .collect();
-    let matrix: Vec<_> = gmem::ENFORCEMENT
+    let mut matrix: Vec<_> = gmem::ENFORCEMENT
         .iter()
         .map(|g| {
             serde_json::json!({
@@ -132,7 +178,23 @@ pub fn json(caps: Result<&vmm::Capabilities, String>) -> serde_json::Value {
             })
         })
         .collect();
-    serde_json::json!({"host": host, "decisions": decisions, "enforcement": matrix})
+    matrix.push(serde_json::json!({
+        "guarantee": SHARED_ROW,
+        "guest_memfd_mappable": SHARED_CELLS[0],
+        "guest_memfd_private": SHARED_CELLS[1],
+        "memfd": SHARED_CELLS[2],
+        "note": SHARED_NOTE,
+    }));
+    let examples: Vec<_> = CHUNK_EXAMPLES
+        .iter()
+        .map(|&b| serde_json::json!({"binding_bytes": b, "chunk_bytes": demand_chunk(b)}))
+        .collect();
+    serde_json::json!({
+        "host": host,
+        "decisions": decisions,
+        "enforcement": matrix,
+        "demand_chunk": {"rule": CHUNK_RULE, "min_bytes": MIN_CHUNK, "max_bytes": MAX_CHUNK, "examples": examples},
+    })
 }
 
 #[cfg(test)]
@@ -149,10 +211,32 @@ mod tests {
             assert!(text.contains(g.what), "{}", g.what);
         }
         assert!(text.contains("/dev/kvm unusable: test"));
+        // Issue 9 item 11: the shared row and the chunk rule, in both forms.
+        assert!(text.contains("host access while shared") && text.contains("none needed"));
+        assert!(text.contains("nothing needs enforcing"));
+        assert!(text.contains(CHUNK_RULE) && text.contains("64 MiB -> 2 MiB"));
         let j = json(Err("x".into()));
         assert_eq!(
             j["decisions"].as_array().unwrap().len(),
             vmm::DECISIONS.len()
         );
+        let rows = j["enforcement"].as_array().unwrap();
+        assert_eq!(rows.len(), gmem::ENFORCEMENT.len() + 1);
+        assert_eq!(rows.last().unwrap()["guarantee"], SHARED_ROW);
+        assert_eq!(j["demand_chunk"]["rule"], CHUNK_RULE);
+    }
+
+    #[test]
+    fn demand_chunks_follow_the_rule() {
+        assert_eq!(
+            demand_chunk(1 << 20),
+            1 << 20,
+            "a small binding is one chunk"
+        );
+        assert_eq!(demand_chunk(64 << 20), 2 << 20);
+        assert_eq!(demand_chunk(1 << 30), 16 << 20);
+        assert_eq!(demand_chunk(3 << 30), 64 << 20, "next power of two");
+        assert_eq!(demand_chunk(1 << 40), 1 << 30, "at most 1 GiB");
+        assert_eq!(demand_chunk(!0xfff), 1 << 30);
     }
 }

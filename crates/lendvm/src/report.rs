@@ -24,6 +24,38 @@ pub struct BindingRow {
     pub perms: String,
 }
 
+/// A value a check saw, shown the same way in the text and the JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    /// Text (quoted in the text report).
+    Text(String),
+    /// A checksum or address (hexadecimal; a "0x…" string in JSON, where
+    /// 64-bit numbers lose precision).
+    Hex(u64),
+    /// A count.
+    Num(u64),
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Text(t) => write!(f, "{t:?}"),
+            Value::Hex(v) => write!(f, "{v:#x}"),
+            Value::Num(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl Value {
+    fn json(&self) -> serde_json::Value {
+        match self {
+            Value::Text(t) => t.as_str().into(),
+            Value::Hex(v) => format!("{v:#x}").into(),
+            Value::Num(n) => (*n).into(),
+        }
+    }
+}
+
 /// One thing the run showed, and whether it held.
 #[derive(Debug, Clone)]
 pub struct Check {
@@ -31,14 +63,74 @@ pub struct Check {
     pub what: &'static str,
     /// Whether it held.
     pub ok: bool,
-    /// What was seen.
+    /// What was seen, in a few words.
     pub detail: String,
+    /// What was seen, value by value: (JSON key, label, value).
+    pub facts: Vec<(&'static str, &'static str, Value)>,
 }
 
 impl Check {
     /// A check result.
     pub fn new(what: &'static str, ok: bool, detail: String) -> Check {
-        Check { what, ok, detail }
+        Check {
+            what,
+            ok,
+            detail,
+            facts: Vec::new(),
+        }
+    }
+
+    /// Add a value the check saw.
+    pub fn fact(mut self, key: &'static str, label: &'static str, value: Value) -> Check {
+        self.facts.push((key, label, value));
+        self
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The VM stopped: the guest exited or crashed, or lendvm stopped it
+    /// because its console's reader went away ([`vmm::exit_kind::FORCE_STOPPED`]).
+    Vm(Status),
+    /// A signal (SIGINT, SIGTERM, SIGHUP) stopped the run.
+    Signal(i32),
+}
+
+impl Ending {
+    /// This process's exit status for the ending: the guest's code when it
+    /// stopped on its own and every check held, 128 + N for signal N, 141
+    /// (128 + SIGPIPE) when the console's reader went away, else 1.
+    pub fn exit_status(&self, all_ok: bool) -> u8 {
+        match self {
+            Ending::Signal(s) => (128 + s).clamp(0, 255) as u8,
+            Ending::Vm(Status::Exited(e)) if e.kind == vmm::exit_kind::FORCE_STOPPED => {
+                (128 + libc::SIGPIPE) as u8
+            }
+            Ending::Vm(Status::Exited(e)) if all_ok => e.code() as u8,
+            _ => 1,
+        }
+    }
+
+    /// The signal's name, if one ended the run.
+    pub fn signal(&self) -> Option<&'static str> {
+        match self {
+            Ending::Signal(s) => Some(crate::stop::name(*s)),
+            Ending::Vm(_) => None,
+        }
+    }
+
+    /// True when lendvm stopped the VM because its console's reader went away.
+    pub fn console_closed(&self) -> bool {
+        matches!(self, Ending::Vm(Status::Exited(e)) if e.kind == vmm::exit_kind::FORCE_STOPPED)
+    }
+
+    /// "exited with code 0", "stopped by SIGINT (signal 2)", …
+    pub fn text(&self) -> String {
+        match self {
+            Ending::Signal(s) => format!("was stopped by {} (signal {s})", crate::stop::name(*s)),
+            Ending::Vm(status) => status_text(status),
+        }
     }
 }
 
@@ -49,8 +141,8 @@ pub struct Report {
     pub bindings: Vec<BindingRow>,
     /// The VM's counters at the end.
     pub metrics: VmMetrics,
-    /// How the VM stopped.
-    pub status: Status,
+    /// How the run ended.
+    pub status: Ending,
     /// Bytes the guest touched first, and how long that took.
     pub first_touch: Option<(u64, Duration)>,
     /// What the run showed.
@@ -59,6 +151,15 @@ pub struct Report {
     pub elapsed: Duration,
     /// Console output, if captured.
     pub console: String,
+    /// What the demo shows beyond its checks (None for user guests).
+    pub demo: Option<DemoSummary>,
+}
+
+/// Figures of the demo that are not a check of their own.
+#[derive(Debug, Clone, Copy)]
+pub struct DemoSummary {
+    /// The demand-paging chunk of the lent RAM binding (DESIGN D2).
+    pub chunk: u64,
 }
 
 /// This process's peak resident memory so far (VmHWM), in KiB.
@@ -74,7 +175,8 @@ pub fn peak_rss_kib() -> Option<u64> {
         .ok()
 }
 
-fn size(bytes: u64) -> String {
+/// Bytes in the largest binary unit that divides them.
+pub fn size(bytes: u64) -> String {
     match bytes {
         b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
         b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
@@ -83,8 +185,13 @@ fn size(bytes: u64) -> String {
     }
 }
 
+/// How a VM stopped, in words.
 pub fn status_text(s: &Status) -> String {
     match s {
+        Status::Exited(e) if e.kind == vmm::exit_kind::FORCE_STOPPED => {
+            "was stopped by lendvm: the console's reader went away (EPIPE)".into()
+        }
+        Status::Exited(e) if e.kind == vmm::exit_kind::RESET => "was reset (exit code 0)".into(),
         Status::Exited(e) => format!("exited with code {}", e.code()),
         Status::Crashed(c) => format!("crashed ({c:?})"),
         Status::LoadFailed => "failed to load".into(),
@@ -143,6 +250,13 @@ impl Report {
             m.memory.completed_accesses,
             m.injected_faults
         );
+        if let Some(d) = &self.demo {
+            let _ = writeln!(
+                s,
+                "  demand chunk of the lent RAM: {} (DESIGN D2; `lendvm info` gives the rule)",
+                size(d.chunk)
+            );
+        }
         if let Some((mib, pages)) = self.rate() {
             let _ = writeln!(s, "  first touch: {mib:.0} MiB/s ({pages:.0} pages/s)");
         }
@@ -162,6 +276,9 @@ impl Report {
                 c.what,
                 c.detail
             );
+            for (_, label, value) in &c.facts {
+                let _ = writeln!(s, "         {label:<34} {value}");
+            }
         }
         if !self.console.is_empty() {
             let _ = writeln!(s, "Console\n{}", self.console.trim_end());
@@ -169,7 +286,7 @@ impl Report {
         let _ = writeln!(
             s,
             "The VM {} after {:.1} ms; lendvm's peak resident memory: {} KiB.",
-            status_text(&self.status),
+            self.status.text(),
             self.elapsed.as_secs_f64() * 1e3,
             peak_rss_kib().map_or("unknown".into(), |k| k.to_string())
         );
@@ -196,16 +313,30 @@ impl Report {
         let checks: Vec<_> = self
             .checks
             .iter()
-            .map(|c| serde_json::json!({"what": c.what, "ok": c.ok, "detail": c.detail}))
+            .map(|c| {
+                let facts: serde_json::Map<String, serde_json::Value> = c
+                    .facts
+                    .iter()
+                    .map(|(key, _, value)| (key.to_string(), value.json()))
+                    .collect();
+                serde_json::json!({"what": c.what, "ok": c.ok, "detail": c.detail, "facts": facts})
+            })
             .collect();
         let (exit_code, crashed) = match &self.status {
-            Status::Exited(e) => (Some(e.code()), false),
-            _ => (None, true),
+            Ending::Vm(Status::Exited(e)) if e.kind != vmm::exit_kind::FORCE_STOPPED => {
+                (Some(e.code()), false)
+            }
+            Ending::Vm(Status::Crashed(_) | Status::LoadFailed) => (None, true),
+            _ => (None, false),
         };
         serde_json::json!({
-            "status": status_text(&self.status),
+            "status": self.status.text(),
             "exit_code": exit_code,
             "crashed": crashed,
+            "signal": self.status.signal(),
+            "console_closed": self.status.console_closed(),
+            "exit_status": self.status.exit_status(self.all_ok()),
+            "demand_chunk_bytes": self.demo.map(|d| d.chunk),
             "elapsed_ms": self.elapsed.as_secs_f64() * 1e3,
             "peak_rss_kib": peak_rss_kib(),
             "bindings": bindings,

@@ -14,39 +14,56 @@ use binding::{Access, Perms};
 use gmem::Mode;
 use vmm::boot::{BootArgs, BootLayout, KernelImage};
 use vmm::loader::{ElfImage, LoadError};
+use vmm::placement::{self, PlaceError};
 use vmm::{
     BindRequest, Console, Device, Exit, GuestAddress, GuestMem, ResumeAction, Status, Vm, VmOptions,
 };
 
 use crate::cli::{MemoryMode, MemorySpec, RunArgs, SerialSpec};
-use crate::report::{BindingRow, Report};
+use crate::inputs::{self, Input, InputError};
+use crate::report::{BindingRow, Ending, Report};
+use crate::stop::Stop;
 
 const PAGE: u64 = 4096;
-const HUGE: u64 = 2 << 20;
 
 /// Why a run failed before or while the guest ran.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// A file could not be read or created.
-    #[error("{}: cannot {doing} it: {source}", path.display())]
-    File {
+    /// The command line asks for something that cannot be: exit status 2.
+    #[error("{0}")]
+    Usage(String),
+    /// An input file cannot be used.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The serial log cannot be created.
+    #[error(
+        "{}: cannot create the serial log: {source}",
+        crate::inputs::shown(path)
+    )]
+    Create {
         /// The file.
         path: PathBuf,
-        /// "read" or "create".
-        doing: &'static str,
         /// Why.
         source: std::io::Error,
     },
     /// The image is malformed or does not fit.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {source}", crate::inputs::shown(path))]
     Image {
         /// The file.
         path: PathBuf,
         /// What is wrong with it.
         source: LoadError,
     },
+    /// The kernel, initrd or command line cannot be placed in guest RAM.
+    #[error("{}: {source}", crate::inputs::shown(path))]
+    Place {
+        /// The kernel.
+        path: PathBuf,
+        /// What does not fit.
+        source: PlaceError,
+    },
     /// The image and the options do not go together.
-    #[error("{}: {why}", path.display())]
+    #[error("{}: {why}", crate::inputs::shown(path))]
     Unsupported {
         /// The file.
         path: PathBuf,
@@ -58,12 +75,11 @@ pub enum RunError {
     Vm(#[from] vmm::Error),
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, RunError> {
-    std::fs::read(path).map_err(|source| RunError::File {
-        path: path.into(),
-        doing: "read",
-        source,
-    })
+impl RunError {
+    /// A usage error (exit status 2) rather than a failure (1).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, RunError::Usage(_))
+    }
 }
 
 fn console(spec: &SerialSpec) -> Result<Console, RunError> {
@@ -71,9 +87,8 @@ fn console(spec: &SerialSpec) -> Result<Console, RunError> {
         SerialSpec::Stdio => Console::Stdout,
         SerialSpec::Off => Console::Off,
         SerialSpec::File(path) => {
-            let f = std::fs::File::create(path).map_err(|source| RunError::File {
+            let f = std::fs::File::create(path).map_err(|source| RunError::Create {
                 path: path.clone(),
-                doing: "create",
                 source,
             })?;
             Console::File(Arc::new(Mutex::new(f)))
@@ -81,15 +96,51 @@ fn console(spec: &SerialSpec) -> Result<Console, RunError> {
     })
 }
 
-/// Boot `--image` or `--kernel` to its end.
-pub fn run(args: &RunArgs) -> Result<Report, RunError> {
+/// Refuse more vCPUs than this host's KVM runs in one VM (with both
+/// numbers), before anything is read or created. Without a usable
+/// /dev/kvm there is nothing to compare with: the run fails later, when it
+/// needs the device, after the checks of its files.
+fn check_vcpus(dev: Option<&Device>, vcpus: u32) -> Result<(), RunError> {
+    let Some(caps) = dev.map(Device::capabilities) else {
+        return Ok(());
+    };
+    let asked = vcpus as usize;
+    if asked > caps.max_vcpus || asked > caps.max_vcpu_id {
+        return Err(RunError::Usage(format!(
+            "--vcpus {vcpus}: this host's KVM runs at most {} vCPUs per VM (ids below {})",
+            caps.max_vcpus.min(caps.max_vcpu_id),
+            caps.max_vcpu_id
+        )));
+    }
+    Ok(())
+}
+
+/// Boot `--image` or `--kernel` to its end (or to a stop `stop` asks for).
+pub fn run(args: &RunArgs, stop: &Stop) -> Result<Report, RunError> {
     let started = Instant::now();
     let (path, via_kernel) = match (&args.image, &args.kernel) {
         (Some(p), None) => (p.as_path(), false),
         (None, Some(p)) => (p.as_path(), true),
-        _ => unreachable!("the command line parser gives exactly one image"),
+        _ => {
+            return Err(RunError::Usage(
+                "give exactly one of --image and --kernel".into(),
+            ));
+        }
     };
-    let bytes = read(path)?;
+    // Every check that needs no file content, before any is read.
+    let ram = args.memory.size;
+    let what = if via_kernel { "kernel" } else { "image" };
+    let mut files = vec![inputs::check(path, what, ram)?];
+    if let Some(initrd) = &args.initrd {
+        files.push(inputs::check(initrd, "initrd", ram)?);
+    }
+    if let SerialSpec::File(out) = &args.serial {
+        inputs::check_output(out, &files).map_err(RunError::Usage)?;
+    }
+    let dev = Device::open();
+    check_vcpus(dev.as_ref().ok(), args.vcpus)?;
+    let bytes = files[0].read()?;
+    let initrd = files.get(1).map(Input::read).transpose()?;
     let image = vmm::boot::detect(&bytes).map_err(|source| RunError::Image {
         path: path.into(),
         source,
@@ -110,9 +161,20 @@ pub fn run(args: &RunArgs) -> Result<Report, RunError> {
                     "a native image takes no --initrd or --cmdline (it has no PVH note)",
                 ));
             }
-            run_native(args, path, &elf, started)
+            check_fits(path, &elf, &args.memory)?;
+            let console = console(&args.serial)?;
+            run_native(&dev?, args, path, &elf, console, stop, started)
         }
-        image => run_standard(args, path, image, started),
+        image => {
+            let writable = kernel_ram(path, &image, &args.memory, initrd.is_some())?;
+            let console = console(&args.serial)?;
+            let boot = Boot {
+                image,
+                initrd: initrd.as_deref(),
+                writable,
+            };
+            run_standard(&dev?, args, boot, console, stop, started)
+        }
     }
 }
 
@@ -123,7 +185,8 @@ fn ram_pieces(
     mem: &MemorySpec,
     writable: std::ops::Range<u64>,
 ) -> Vec<(std::ops::Range<u64>, bool)> {
-    let ram = mem.at..mem.at + mem.size;
+    // Checked by the caller (check_fits, kernel_ram): at + size fits.
+    let ram = mem.at..mem.at.saturating_add(mem.size);
     if mem.mode != MemoryMode::Private {
         return vec![(ram, true)];
     }
@@ -185,9 +248,17 @@ fn bind_ram(
 /// Check that the image fits in guest RAM, below its last page (which
 /// holds the boot information the native ABI hands over in RSI).
 fn check_fits(path: &Path, elf: &ElfImage<'_>, mem: &MemorySpec) -> Result<(), RunError> {
-    let usable = mem.at..mem.at + mem.size - PAGE;
+    let ram = mem.range().ok_or_else(|| {
+        RunError::Usage(format!(
+            "--memory: guest RAM [{:#x}, +{:#x}) passes the end of the 64-bit address space",
+            mem.at, mem.size
+        ))
+    })?;
+    let usable = ram.start..ram.end.saturating_sub(PAGE);
     for s in &elf.segments {
-        if s.guest_addr < usable.start || s.guest_addr + s.mem_size > usable.end {
+        // The loader refused segments that wrap.
+        let end = s.guest_addr.checked_add(s.mem_size);
+        if s.guest_addr < usable.start || end.is_none_or(|e| e > usable.end) {
             return Err(RunError::Image {
                 path: path.into(),
                 source: LoadError::BadSegment {
@@ -204,17 +275,17 @@ fn check_fits(path: &Path, elf: &ElfImage<'_>, mem: &MemorySpec) -> Result<(), R
 }
 
 fn run_native(
+    dev: &Device,
     args: &RunArgs,
     path: &Path,
     elf: &ElfImage<'_>,
+    console: Console,
+    stop: &Stop,
     started: Instant,
 ) -> Result<Report, RunError> {
     let mem = args.memory;
-    check_fits(path, elf, &mem)?;
-    let console = console(&args.serial)?;
     // Everything the image needs is checked: now make the VM. Native guests
     // get no interrupts from lendvm, so no interrupt controller.
-    let dev = Device::open()?;
     let vm = dev.create_vm_with(VmOptions { irqchip: false })?;
     vm.set_console(console.clone());
     vm.add_legacy_devices(console, None)?;
@@ -228,61 +299,86 @@ fn run_native(
         path: path.into(),
         source,
     })?;
+    // check_fits: at + size does not wrap and size >= one page.
     vm.set_dtb_config(GuestAddress(mem.at + mem.size - PAGE), PAGE)?;
     // The native ABI's vCPU count (native_abi: RDX).
     vm.set_boot_reg(vmm::BootReg::Gpr(2), u64::from(args.vcpus))?;
-    finish(&vm, args, rows, None, started, Fallback::Fault)
+    finish(&vm, args, rows, None, stop, started, Fallback::Fault)
 }
 
-fn run_standard(
-    args: &RunArgs,
+/// What a standard boot loads.
+struct Boot<'a> {
+    image: KernelImage<'a>,
+    initrd: Option<&'a [u8]>,
+    /// The RAM lendvm writes (boot structures and kernel), from 0.
+    writable: std::ops::Range<u64>,
+}
+
+/// The RAM a standard boot writes, checked against the RAM asked for with
+/// arithmetic that cannot wrap (a PVH segment near 2^64 is refused here,
+/// not after the VM exists).
+fn kernel_ram(
     path: &Path,
-    image: KernelImage<'_>,
-    started: Instant,
-) -> Result<Report, RunError> {
-    let mem = args.memory;
+    image: &KernelImage<'_>,
+    mem: &MemorySpec,
+    initrd: bool,
+) -> Result<std::ops::Range<u64>, RunError> {
     let unsupported = |why: String| RunError::Unsupported {
         path: path.into(),
         why,
+    };
+    let place = |source| RunError::Place {
+        path: path.into(),
+        source,
     };
     if mem.at != 0 {
         return Err(unsupported(
             "kernels need guest RAM at address 0 (--memory at=0)".into(),
         ));
     }
-    let initrd = args.initrd.as_deref().map(read).transpose()?;
-    let cmdline = args.cmdline.as_deref().unwrap_or("console=ttyS0");
-    // What lendvm must write: boot structures from 0, the kernel, and (for
-    // private RAM, where it cannot place one above the kernel) no initrd.
-    let kernel_end = match &image {
+    if mem.mode == MemoryMode::Private && initrd {
+        return Err(unsupported(
+            "mode=private cannot take an --initrd: lendvm cannot write it into private memory"
+                .into(),
+        ));
+    }
+    // What lendvm must write: boot structures from 0, then the kernel.
+    let kernel_end = match image {
         KernelImage::Elf(elf) => elf.span().end,
         KernelImage::BzImage(bytes) => {
             let hdr = vmm::boot::bzimage_header(bytes).map_err(|source| RunError::Image {
                 path: path.into(),
                 source,
             })?;
-            vmm::boot::HIMEM_START + u64::from(hdr.init_size).max(bytes.len() as u64)
+            placement::bzimage_extent(hdr.init_size, bytes.len() as u64)
+                .map_err(place)?
+                .end
         }
     };
-    if mem.mode == MemoryMode::Private && initrd.is_some() {
-        return Err(unsupported(
-            "mode=private cannot take an --initrd: lendvm cannot write it into private memory"
-                .into(),
-        ));
-    }
-    let writable = 0..kernel_end.div_ceil(HUGE) * HUGE;
-    if writable.end > mem.size {
+    let end = placement::boot_ram_end(kernel_end).map_err(place)?;
+    if end > mem.size {
         return Err(unsupported(format!(
-            "the kernel needs RAM up to {:#x}; --memory gives {:#x}",
-            writable.end, mem.size
+            "the kernel needs RAM up to {end:#x}; --memory gives {:#x}",
+            mem.size
         )));
     }
-    let console = console(&args.serial)?;
+    Ok(0..end)
+}
+
+fn run_standard(
+    dev: &Device,
+    args: &RunArgs,
+    boot: Boot<'_>,
+    console: Console,
+    stop: &Stop,
+    started: Instant,
+) -> Result<Report, RunError> {
+    let mem = args.memory;
+    let cmdline = args.cmdline.as_deref().unwrap_or("console=ttyS0");
     let input: Option<Box<dyn std::io::Read + Send>> = match args.serial {
         SerialSpec::Stdio => Some(Box::new(std::io::stdin())),
         _ => None,
     };
-    let dev = Device::open()?;
     let vm = dev.create_vm_with(VmOptions {
         irqchip: !args.no_irqchip,
     })?;
@@ -290,14 +386,14 @@ fn run_standard(
     vm.set_demand_paging(false)?;
     vm.set_console(console.clone());
     // Bind for the host to write first (share), then give it for real.
-    let (files, mut rows) = bind_ram(&vm, &mem, writable.clone(), Access::Share)?;
-    let boot = BootArgs {
+    let (files, mut rows) = bind_ram(&vm, &mem, boot.writable.clone(), Access::Share)?;
+    let boot_args = BootArgs {
         cmdline,
-        initrd: initrd.as_deref(),
+        initrd: boot.initrd,
     };
-    let layout = match &image {
-        KernelImage::Elf(elf) => vmm::boot::prepare_pvh(&vm, elf, &boot)?,
-        KernelImage::BzImage(bytes) => vmm::boot::prepare_linux(&vm, bytes, &boot)?,
+    let layout = match &boot.image {
+        KernelImage::Elf(elf) => vmm::boot::prepare_pvh(&vm, elf, &boot_args)?,
+        KernelImage::BzImage(bytes) => vmm::boot::prepare_linux(&vm, bytes, &boot_args)?,
     };
     if mem.mode != MemoryMode::Share {
         for (file, row) in files.iter().zip(rows.iter_mut()) {
@@ -325,7 +421,15 @@ fn run_standard(
     // After the memory: COM1's irqfd creates the interrupt controller, and
     // memslot changes after that wait for KVM (see vmm::VmOptions).
     vm.add_legacy_devices(console, input)?;
-    finish(&vm, args, rows, Some(layout), started, Fallback::AllOnes)
+    finish(
+        &vm,
+        args,
+        rows,
+        Some(layout),
+        stop,
+        started,
+        Fallback::AllOnes,
+    )
 }
 
 /// What a guest gets for an access no device answers.
@@ -343,6 +447,7 @@ fn finish(
     args: &RunArgs,
     rows: Vec<BindingRow>,
     layout: Option<BootLayout>,
+    stop: &Stop,
     started: Instant,
     fallback: Fallback,
 ) -> Result<Report, RunError> {
@@ -350,7 +455,10 @@ fn finish(
         .map(|id| vm.add_vcpu(id))
         .collect::<Result<Vec<_>, _>>()?;
     vm.start()?;
-    let status = run_vcpus(vm, vcpus, fallback)?;
+    let status = run_vcpus(vm, vcpus, stop, fallback);
+    // The kickers hold the vCPUs: let them go, so the VM can be torn down.
+    stop.unwatch_all();
+    let status = status?;
     let mut checks = Vec::new();
     if let Some(l) = layout {
         checks.push(crate::report::Check::new(
@@ -377,12 +485,21 @@ fn finish(
         checks,
         elapsed: started.elapsed(),
         console: String::new(),
+        demo: None,
     })
 }
 
-/// Run every vCPU on its own thread until the VM stops.
-fn run_vcpus(vm: &Vm, vcpus: Vec<vmm::Vcpu>, fallback: Fallback) -> Result<Status, vmm::Error> {
+/// Run every vCPU on its own thread until the VM stops or `stop` asks.
+fn run_vcpus(
+    vm: &Vm,
+    vcpus: Vec<vmm::Vcpu>,
+    stop: &Stop,
+    fallback: Fallback,
+) -> Result<Ending, vmm::Error> {
     let kickers: Vec<vmm::Kicker> = vcpus.iter().map(|v| v.kicker()).collect();
+    for k in &kickers {
+        stop.watch(k.clone());
+    }
     let results: Vec<Result<Status, vmm::Error>> = std::thread::scope(|s| {
         let handles: Vec<_> = vcpus
             .into_iter()
@@ -414,7 +531,13 @@ fn run_vcpus(vm: &Vm, vcpus: Vec<vmm::Vcpu>, fallback: Fallback) -> Result<Statu
     {
         return Err(vmm::Error::Invalid(e.to_string()));
     }
-    Ok(vm.status().unwrap_or(Status::LoadFailed))
+    // A guest that stopped by itself wins over a signal that came as it did.
+    let stopped_by_guest = results.iter().any(Result::is_ok);
+    Ok(match (vm.status(), stop.signal()) {
+        (Some(status), _) if stopped_by_guest => Ending::Vm(status),
+        (_, Some(signal)) => Ending::Signal(signal),
+        (status, None) => Ending::Vm(status.unwrap_or(Status::LoadFailed)),
+    })
 }
 
 fn drive(vcpu: &mut vmm::Vcpu, fallback: Fallback) -> Result<Status, vmm::Error> {

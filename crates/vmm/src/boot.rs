@@ -24,7 +24,7 @@ use linux_loader::loader::elf::start_info::{
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::loader::{ElfImage, LoadError};
-use crate::{Error, Vm};
+use crate::{Error, Vm, placement};
 
 /// Where the PVH `hvm_start_info` goes (its memory map and module list follow).
 pub const START_INFO: u64 = 0x6000;
@@ -160,6 +160,10 @@ fn low_ram(map: &[(Range<u64>, u32)]) -> Result<Range<u64>, Error> {
     }
 }
 
+fn placed<T>(r: Result<T, placement::PlaceError>) -> Result<T, Error> {
+    r.map_err(|e| Error::Invalid(e.to_string()))
+}
+
 /// Place an initrd at the top of low RAM, above `floor`.
 fn place_initrd(
     vm: &Vm,
@@ -168,29 +172,18 @@ fn place_initrd(
     max_end: u64,
     initrd: &[u8],
 ) -> Result<Range<u64>, Error> {
-    let end = low.end.min(max_end);
-    let start = end.saturating_sub(initrd.len() as u64) & !0xfff;
-    if initrd.is_empty() || start < floor || start + initrd.len() as u64 > end {
-        return Err(Error::Invalid(format!(
-            "guest RAM [{:#x}, {end:#x}) has no room for a {}-byte initrd above the kernel (ends at {floor:#x})",
-            low.start,
-            initrd.len()
-        )));
-    }
-    write(vm, start, initrd, "initrd")?;
-    Ok(start..start + initrd.len() as u64)
+    let at = placed(placement::initrd(
+        low.clone(),
+        floor,
+        max_end,
+        initrd.len() as u64,
+    ))?;
+    write(vm, at.start, initrd, "initrd")?;
+    Ok(at)
 }
 
 fn write_cmdline(vm: &Vm, cmdline: &str, max: u64) -> Result<u64, Error> {
-    let mut bytes = cmdline.as_bytes().to_vec();
-    bytes.push(0);
-    if bytes.len() as u64 > max || cmdline.contains('\0') {
-        return Err(Error::Invalid(format!(
-            "the command line is {} bytes; this kernel takes at most {} (no NUL inside)",
-            cmdline.len(),
-            max - 1
-        )));
-    }
+    let bytes = placed(placement::cmdline(cmdline, max))?;
     write(vm, CMDLINE, &bytes, "command line")?;
     Ok(bytes.len() as u64)
 }
@@ -283,19 +276,17 @@ pub fn bzimage_header(image: &[u8]) -> Result<setup_header, LoadError> {
     let (magic, version, loadflags, xloadflags) =
         (hdr.header, hdr.version, hdr.loadflags, hdr.xloadflags);
     if magic != 0x5372_6448 {
-        return Err(LoadError::Unsupported(
-            "no HdrS magic: not a bzImage".into(),
-        ));
+        return Err(LoadError::BzImage("no HdrS magic at offset 0x202".into()));
     }
     if version < MIN_PROTOCOL {
-        return Err(LoadError::Unsupported(format!(
+        return Err(LoadError::BzImage(format!(
             "Linux boot protocol {}.{:02}; lendvm needs 2.12 or later",
             version >> 8,
             version & 0xff
         )));
     }
     if loadflags & LOADED_HIGH == 0 || xloadflags & XLF_KERNEL_64 == 0 {
-        return Err(LoadError::Unsupported(
+        return Err(LoadError::BzImage(
             "the kernel has no 64-bit entry point (xloadflags.XLF_KERNEL_64)".into(),
         ));
     }
@@ -428,19 +419,22 @@ mod tests {
         let mut bz = vec![0u8; 0x400];
         bz[0x202..0x206].copy_from_slice(b"HdrS");
         bz[0x206..0x208].copy_from_slice(&0x020bu16.to_le_bytes());
-        assert!(
-            bzimage_header(&bz)
-                .unwrap_err()
-                .to_string()
-                .contains("2.12")
+        // Issue 9 item 4: a bzImage problem says bzImage, not ELF.
+        assert_eq!(
+            bzimage_header(&bz).unwrap_err().to_string(),
+            "unsupported bzImage: Linux boot protocol 2.11; lendvm needs 2.12 or later"
         );
         bz[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+        let err = bzimage_header(&bz).unwrap_err().to_string();
+        assert!(err.starts_with("unsupported bzImage: "), "{err}");
         assert!(
-            bzimage_header(&bz)
-                .unwrap_err()
-                .to_string()
-                .contains("64-bit entry")
+            err.contains("64-bit entry") && !err.contains("ELF"),
+            "{err}"
         );
+        let mut no_magic = bz.clone();
+        no_magic[0x202] = b'X';
+        let err = bzimage_header(&no_magic).unwrap_err().to_string();
+        assert!(err.starts_with("unsupported bzImage: no HdrS"), "{err}");
         bz[0x211] = LOADED_HIGH;
         bz[0x236..0x238].copy_from_slice(&XLF_KERNEL_64.to_le_bytes());
         let hdr = bzimage_header(&bz).unwrap();

@@ -11,7 +11,7 @@ use vm_superio::serial::NoEvents;
 use vm_superio::{I8042Device, Serial, Trigger};
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::ports::{Console, PortDevice};
+use crate::ports::{Console, ConsoleClosed, PortDevice, console_closed};
 use crate::vcpu::{ExitInfo, Status, exit_kind};
 
 /// COM1's I/O ports.
@@ -44,8 +44,10 @@ struct ConsoleWriter(Console);
 
 impl Write for ConsoleWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write(buf);
-        Ok(buf.len())
+        match self.0.write(buf) {
+            Ok(()) => Ok(buf.len()),
+            Err(ConsoleClosed) => Err(std::io::ErrorKind::BrokenPipe.into()),
+        }
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -71,9 +73,16 @@ impl PortDevice for Com1 {
 
     fn write(&mut self, port: u16, data: &[u8]) -> Option<Status> {
         // An interrupt that cannot be raised (no controller, a full eventfd)
-        // only loses the interrupt, not the byte.
-        let _ = lock(&self.0).write((port - COM1.start) as u8, data[0]);
-        None
+        // only loses the interrupt, not the byte. A console whose reader
+        // went away stops the VM.
+        match lock(&self.0).write((port - COM1.start) as u8, data[0]) {
+            Err(vm_superio::serial::Error::IOError(e))
+                if e.kind() == std::io::ErrorKind::BrokenPipe =>
+            {
+                Some(console_closed())
+            }
+            _ => None,
+        }
     }
 }
 
@@ -218,6 +227,33 @@ mod tests {
             com1.write(0x3f8, &[*b]);
         }
         assert_eq!(out.lock().unwrap().as_slice(), b"hi\n");
+    }
+
+    // Issue 9 item 6: COM1 output into a closed pipe stops the VM.
+    #[test]
+    fn com1_into_a_closed_pipe_stops_the_vm() {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: both descriptors were just created and are owned here.
+        let (read, write) = unsafe {
+            use std::os::fd::FromRawFd;
+            (
+                std::fs::File::from_raw_fd(fds[0]),
+                std::fs::File::from_raw_fd(fds[1]),
+            )
+        };
+        let mut devices = legacy(
+            Console::File(Arc::new(Mutex::new(write))),
+            None,
+            None,
+            Instant::now(),
+            Arc::default(),
+        );
+        let com1 = devices.iter_mut().find(|d| d.ports() == COM1).unwrap();
+        assert_eq!(com1.write(0x3f8, b"a"), None);
+        drop(read);
+        assert_eq!(com1.write(0x3f8, b"b"), Some(console_closed()));
     }
 
     #[test]

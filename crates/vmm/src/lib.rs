@@ -36,6 +36,7 @@ mod error;
 pub mod functions;
 pub mod loader;
 mod memory;
+pub mod placement;
 mod ports;
 mod registry;
 mod vcpu;
@@ -50,7 +51,7 @@ pub use device::{Capabilities, Device, GuestMem, VmOptions};
 pub use error::{Error, Result};
 pub use functions::Ioevent;
 pub use memory::{MAX_CHUNK, MIN_CHUNK, MemoryStats, demand_chunk};
-pub use ports::{Console, PortDevice};
+pub use ports::{Console, ConsoleClosed, PortDevice, console_closed};
 pub use vcpu::{Crash, Exit, ExitInfo, Kicker, ResumeAction, Status, Vcpu, exit_kind};
 pub use vm::{BindRequest, BootReg, Function, Location, UserMemRegion, Vm, VmMetrics};
 

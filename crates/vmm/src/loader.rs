@@ -30,6 +30,9 @@ pub enum LoadError {
     /// ELF, but not what lendvm runs.
     #[error("unsupported ELF image: {0}")]
     Unsupported(String),
+    /// A Linux bzImage, but not one lendvm can boot.
+    #[error("unsupported bzImage: {0}")]
+    BzImage(String),
     /// The file ends before a structure it declares.
     #[error("truncated image: {0}")]
     Truncated(String),

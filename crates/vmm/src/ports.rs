@@ -11,6 +11,26 @@ use std::sync::{Arc, Mutex};
 use crate::native_abi::{CONSOLE_PORT, EXIT_PORT};
 use crate::vcpu::{ExitInfo, Status, exit_kind};
 
+/// The status of a VM stopped because its console's reader went away: a
+/// guest nobody can hear any more would otherwise run (and print into the
+/// void) forever. Kind [`exit_kind::FORCE_STOPPED`], reason `EPIPE`.
+pub fn console_closed() -> Status {
+    Status::Exited(ExitInfo {
+        kind: exit_kind::FORCE_STOPPED,
+        reason: u64::from(libc::EPIPE.unsigned_abs()).to_le_bytes(),
+        reason_size: 4,
+    })
+}
+
+/// The console's reader went away (`EPIPE` on standard output or on a
+/// FIFO given as the serial file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsoleClosed;
+
+fn closed(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::BrokenPipe
+}
+
 /// Where console output (the native console port, a UART) goes.
 #[derive(Clone, Default)]
 pub enum Console {
@@ -26,24 +46,27 @@ pub enum Console {
 }
 
 impl Console {
-    /// Write guest console bytes.
-    pub fn write(&self, bytes: &[u8]) {
-        match self {
+    /// Write guest console bytes. Fails only when the reader is gone
+    /// (`EPIPE`): the caller then stops the VM ([`console_closed`]). Other
+    /// failures (a full disk) lose the bytes, not the VM.
+    pub fn write(&self, bytes: &[u8]) -> Result<(), ConsoleClosed> {
+        let result = match self {
             Console::Stdout => {
                 let mut out = std::io::stdout().lock();
-                // A console that cannot be written (closed stdout) must not
-                // stop the guest.
-                let _ = out.write_all(bytes);
-                let _ = out.flush();
+                out.write_all(bytes).and_then(|()| out.flush())
             }
-            Console::Buffer(b) => b
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .extend_from_slice(bytes),
-            Console::File(f) => {
-                let _ = f.lock().unwrap_or_else(|p| p.into_inner()).write_all(bytes);
+            Console::Buffer(b) => {
+                b.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(bytes);
+                Ok(())
             }
-            Console::Off => {}
+            Console::File(f) => f.lock().unwrap_or_else(|p| p.into_inner()).write_all(bytes),
+            Console::Off => Ok(()),
+        };
+        match result {
+            Err(e) if closed(&e) => Err(ConsoleClosed),
+            _ => Ok(()),
         }
     }
 }
@@ -98,7 +121,8 @@ impl Ports {
     /// Write out every unfinished console line (the VM stopped).
     pub(crate) fn flush(&mut self) {
         for (_, line) in std::mem::take(&mut self.lines) {
-            self.console.write(&line);
+            // The VM is stopping anyway.
+            let _ = self.console.write(&line);
         }
     }
 
@@ -108,8 +132,11 @@ impl Ports {
                 let line = self.lines.entry(vcpu).or_default();
                 line.extend_from_slice(data);
                 if data.contains(&b'\n') || line.len() >= 4096 {
-                    self.console.write(line);
+                    let written = self.console.write(line);
                     line.clear();
+                    if written.is_err() {
+                        return PortOutcome::Stop(console_closed());
+                    }
                 }
                 PortOutcome::Handled
             }
@@ -142,5 +169,58 @@ impl Ports {
                 PortOutcome::Unknown
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pipe whose read end is closed: writes fail with EPIPE (Rust
+    /// ignores SIGPIPE, so no signal kills the test).
+    fn widowed_pipe() -> std::fs::File {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: both descriptors were just created and are owned here.
+        let (read, write) = unsafe {
+            use std::os::fd::FromRawFd;
+            (
+                std::fs::File::from_raw_fd(fds[0]),
+                std::fs::File::from_raw_fd(fds[1]),
+            )
+        };
+        drop(read);
+        write
+    }
+
+    // Issue 9 item 6: a closed console stops the VM instead of letting it
+    // print into the void forever.
+    #[test]
+    fn a_console_line_into_a_closed_pipe_stops_the_vm() {
+        let mut ports = Ports::new();
+        ports.set_console(Console::File(Arc::new(Mutex::new(widowed_pipe()))));
+        assert_eq!(ports.write(0, CONSOLE_PORT, b"x"), PortOutcome::Handled);
+        assert_eq!(
+            ports.write(0, CONSOLE_PORT, b"\n"),
+            PortOutcome::Stop(console_closed())
+        );
+        let Status::Exited(e) = console_closed() else {
+            panic!("not an exit")
+        };
+        assert_eq!(
+            (e.kind, e.code()),
+            (exit_kind::FORCE_STOPPED, libc::EPIPE as u64)
+        );
+    }
+
+    #[test]
+    fn other_consoles_keep_the_vm_running() {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let mut ports = Ports::new();
+        ports.set_console(Console::Buffer(out.clone()));
+        assert_eq!(ports.write(0, CONSOLE_PORT, b"hi\n"), PortOutcome::Handled);
+        assert_eq!(out.lock().unwrap().as_slice(), b"hi\n");
+        assert_eq!(Console::Off.write(b"x"), Ok(()));
     }
 }

@@ -10,6 +10,9 @@ pub mod exit_kind {
     pub const POWER_OFF: u16 = 1;
     /// Reset (i8042 reset line or KVM system event).
     pub const RESET: u16 = 2;
+    /// lendvm stopped the VM itself, e.g. because nobody can read its
+    /// console any more (Gunyah's `VM_FORCE_STOPPED`).
+    pub const FORCE_STOPPED: u16 = 7;
 }
 
 /// Details of a guest-requested stop.
