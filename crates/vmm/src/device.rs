@@ -188,6 +188,75 @@ impl Device {
     }
 }
 
+impl Device {
+    /// Create a free-standing guest memory file whose size may change
+    /// later ([`GuestMem::resize`]): the Gunyah compat profile's guest
+    /// memory (DESIGN D13). `size` and `flags` follow SPEC GM-1/GM-2 as in
+    /// [`Device::create_guest_mem`]; `capacity` bounds growth (lendvm maps
+    /// that much address space for KVM up front, but allocates nothing).
+    /// The descriptor is not sealed, so a program holding it can also
+    /// resize it with `ftruncate(2)` behind lendvm's back; only the
+    /// preload library, which interposes that call, hands it out.
+    pub fn create_resizable_guest_mem(
+        &self,
+        size: u64,
+        capacity: u64,
+        flags: u64,
+    ) -> Result<GuestMem> {
+        let mut st = self.shared.lock();
+        let id = st.bindings.create_file(size, flags)?;
+        let file = match GuestMemFile::memfd_resizable(size, capacity.max(size), flags) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = st.bindings.close_file(id);
+                return Err(e.into());
+            }
+        };
+        Ok(GuestMem::register(&self.shared, &mut st, file, id))
+    }
+}
+
+impl GuestMem {
+    /// The file's current size: what MAP_MEM checks ranges against
+    /// (SPEC B-ADD-8). For a resizable file this can be less than
+    /// [`GuestMemFile::size`], its capacity.
+    pub fn current_size(&self) -> u64 {
+        let st = self.shared.lock();
+        st.bindings.file_info(self.id).map_or(0, |info| info.size)
+    }
+
+    /// `ftruncate(2)`: grow or shrink a file made by
+    /// [`Device::create_resizable_guest_mem`] to `size` bytes. Shrinking
+    /// below the end of a bound range is EBUSY (SPEC GM-7), growing past
+    /// the capacity EFBIG; other files refuse any change (the kernel's
+    /// errno). On error nothing changed.
+    pub fn resize(&self, size: u64) -> Result<()> {
+        let mut st = self.shared.lock();
+        // The registry decides (and records) first; the file follows under
+        // the same lock, so no binding can slip in between.
+        let old = st.bindings.set_file_size(self.id, size)?;
+        if let Err(e) = self.file.set_len(size) {
+            // Back to a size the registry held a moment ago: never refused.
+            let _ = st.bindings.set_file_size(self.id, old);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// `fallocate(2)` with SPEC §2.2's rules measured against the file's
+    /// current size ([`GuestMem::current_size`]): allocating past it is
+    /// EINVAL; punch hole ignores what lies past it and refuses lent pages
+    /// with EBUSY (DESIGN D10).
+    pub fn fallocate_current(&self, mode: i32, offset: u64, len: u64) -> Result<()> {
+        // Hold the registry lock so the size cannot change meanwhile (lock
+        // order: registry, then the file's own lock).
+        let st = self.shared.lock();
+        let size = st.bindings.file_info(self.id).map_or(0, |info| info.size);
+        self.file.fallocate_within(size, mode, offset, len)?;
+        Ok(())
+    }
+}
+
 /// A guest memory file registered with the VM manager: what
 /// [`Device::create_guest_mem`] and [`Vm::create_guest_memfd`] return. Its
 /// descriptor number is what `gunyah_map_mem_args::guest_mem_fd` names.

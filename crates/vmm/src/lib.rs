@@ -31,6 +31,7 @@
 #![deny(missing_docs)]
 
 pub mod boot;
+mod compat;
 mod device;
 pub mod devices;
 mod error;
