@@ -24,6 +24,8 @@ pub(crate) type Vcpu = vmm::Vcpu;
 pub(crate) type GuestMem = vmm::GuestMem;
 /// A program's own mapping of a guest memory file, registered with lendvm.
 pub(crate) type UserView = gmem::UserView;
+/// Interrupts a vCPU's run from another thread.
+pub(crate) type Kicker = vmm::Kicker;
 
 fn errno(e: vmm::Error) -> Errno {
     Errno(e.errno())
@@ -195,6 +197,16 @@ pub(crate) fn forget_vcpu(vm: &Vm, id: u32) {
 /// The vCPU's id.
 pub(crate) fn vcpu_id(vcpu: &Vcpu) -> u32 {
     vcpu.id()
+}
+
+/// A handle that makes the vCPU's current (or next) run return EINTR.
+pub(crate) fn kicker(vcpu: &Vcpu) -> Kicker {
+    vcpu.kicker()
+}
+
+/// Interrupt the run `kicker` belongs to.
+pub(crate) fn kick(kicker: &Kicker) {
+    kicker.kick();
 }
 
 /// VCPU_RUN (SPEC R-1..R-11): `page` is the program's run page, read

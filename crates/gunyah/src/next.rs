@@ -76,4 +76,5 @@ next! {
     fallocate64: unsafe extern "C" fn(c_int, c_int, off_t, off_t) -> c_int;
     ftruncate: unsafe extern "C" fn(c_int, off_t) -> c_int;
     ftruncate64: unsafe extern "C" fn(c_int, off_t) -> c_int;
+    pthread_kill: unsafe extern "C" fn(libc::pthread_t, c_int) -> c_int;
 }

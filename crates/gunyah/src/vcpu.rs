@@ -8,10 +8,17 @@
 //! mmio / status / page_fault member). lendvm keeps its own record of the
 //! pending exit, so nothing the program writes there but those inputs
 //! matters (SPEC R-1).
+//!
+//! VMMs stop a running vCPU by signalling its thread (SPEC R-4: a pending
+//! signal ends VCPU_RUN with EINTR). lendvm's run loop resumes the guest
+//! after a signal that is not its own kick, so while a thread is inside
+//! VCPU_RUN the library records it, and a `pthread_kill` to that thread
+//! also kicks the vCPU ([`interrupt`]).
 
 use std::ffi::c_int;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use uapi::gunyah_vcpu_run;
@@ -97,11 +104,54 @@ pub(crate) fn ioctl(vcpu: &Arc<VcpuObj>, request: u32) -> Result<c_int, Errno> {
         GUNYAH_VCPU_RUN => {
             let mut v = vcpu.vcpu.lock().unwrap_or_else(|p| p.into_inner());
             let mut run = vcpu.page.read();
+            let _running = Running::enter(backend::kicker(&v));
             let result = backend::run(&mut v, &mut run);
             vcpu.page.write(&run);
             result.map(|()| 0)
         }
         GUNYAH_VCPU_MMAP_SIZE => Ok(VCPU_MMAP_SIZE as c_int),
         _ => Err(Errno::ENOTTY),
+    }
+}
+
+/// Threads inside VCPU_RUN, with what interrupts their run.
+static RUNNING: Mutex<Vec<(libc::pthread_t, backend::Kicker)>> = Mutex::new(Vec::new());
+/// Number of entries in `RUNNING`, for the cheap "nobody runs" test.
+static RUNNERS: AtomicUsize = AtomicUsize::new(0);
+
+/// This thread is inside VCPU_RUN until dropped.
+struct Running(libc::pthread_t);
+
+impl Running {
+    fn enter(kicker: backend::Kicker) -> Running {
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() };
+        let mut r = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+        r.push((me, kicker));
+        RUNNERS.store(r.len(), Ordering::SeqCst);
+        Running(me)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut r = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+        r.retain(|(t, _)| *t != self.0);
+        RUNNERS.store(r.len(), Ordering::SeqCst);
+    }
+}
+
+/// True if some thread is inside VCPU_RUN.
+#[inline]
+pub(crate) fn any_running() -> bool {
+    RUNNERS.load(Ordering::SeqCst) != 0
+}
+
+/// A signal was sent to `thread`: if it is inside VCPU_RUN, that run
+/// returns EINTR (SPEC R-4).
+pub(crate) fn interrupt(thread: libc::pthread_t) {
+    let r = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+    for (_, kicker) in r.iter().filter(|(t, _)| *t == thread) {
+        backend::kick(kicker);
     }
 }

@@ -94,6 +94,13 @@ cases! {
     a_program_mapping_keeps_pages_from_the_guest_until_retry;
     lent_pages_are_hidden_from_a_program_mapping_until_unmap;
     immediate_exit_makes_vcpu_run_return_eintr;
+    a_signal_to_a_running_vcpu_thread_ends_vcpu_run_with_eintr;
+    // The program's mappings of guest memory (mappings.c).
+    a_partly_unmapped_mapping_still_blocks_the_pages_it_keeps;
+    unmapping_the_dtb_page_out_of_a_mapping_lets_start_take_it;
+    a_mapping_grown_by_mremap_covers_its_new_pages;
+    a_mapping_replaced_with_map_fixed_is_forgotten;
+    mprotect_of_a_mapping_keeps_lent_pages_hidden;
 }
 
 /// Every case of the C program runs as a test here, and only those.

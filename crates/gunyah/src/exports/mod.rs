@@ -29,6 +29,7 @@ mod fd;
 mod fs;
 mod ioctl;
 mod mem;
+mod signal;
 
 use crate::guard::{self, Errno};
 

@@ -69,7 +69,13 @@
 	X(an_unbound_access_in_the_platform_window_is_an_mmio_exit)          \
 	X(a_program_mapping_keeps_pages_from_the_guest_until_retry)          \
 	X(lent_pages_are_hidden_from_a_program_mapping_until_unmap)          \
-	X(immediate_exit_makes_vcpu_run_return_eintr)
+	X(immediate_exit_makes_vcpu_run_return_eintr)                        \
+	X(a_signal_to_a_running_vcpu_thread_ends_vcpu_run_with_eintr)        \
+	X(a_partly_unmapped_mapping_still_blocks_the_pages_it_keeps)         \
+	X(unmapping_the_dtb_page_out_of_a_mapping_lets_start_take_it)        \
+	X(a_mapping_grown_by_mremap_covers_its_new_pages)                    \
+	X(a_mapping_replaced_with_map_fixed_is_forgotten)                    \
+	X(mprotect_of_a_mapping_keeps_lent_pages_hidden)
 
 #define DECLARE(name) void name(void);
 CASES(DECLARE)

@@ -4,6 +4,9 @@
  * and stops the VM with code 0. */
 #include "check.h"
 
+#include <pthread.h>
+#include <signal.h>
+
 #define RAM 0ULL
 #define DTB 0x80000000ULL
 #define SCRATCH (4 * MiB)
@@ -13,8 +16,9 @@ struct hello {
 	struct gunyah_vcpu_run *run;
 };
 
-/* RAM [0, ram) lent at guest address 0, the DTB page lent at 2 GiB. */
-static void hello_setup(struct hello *h, uint64_t ram)
+/* RAM [0, ram) lent at guest address 0, the DTB page lent at 2 GiB;
+ * X2 (RDX) tells the guest how many vCPUs to wait for. */
+static void hello_setup_for(struct hello *h, uint64_t ram, uint64_t vcpus)
 {
 	int d = OK(dev_open(1));
 	h->vm = OK(vm_create(d));
@@ -27,9 +31,14 @@ static void hello_setup(struct hello *h, uint64_t ram)
 	h->run = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, h->vcpu, 0);
 	CHECK(h->run != MAP_FAILED);
 	OK(boot_reg(h->vm, REG_SET_PC, 0, entry));
-	OK(boot_reg(h->vm, REG_SET_X, 2, 1)); /* RDX: one vCPU */
+	OK(boot_reg(h->vm, REG_SET_X, 2, vcpus));
 	OK(ioctl(h->vm, GUNYAH_VM_START));
 	fflush(stdout);
+}
+
+static void hello_setup(struct hello *h, uint64_t ram)
+{
+	hello_setup_for(h, ram, 1);
 }
 
 static uint32_t run(struct hello *h)
@@ -137,4 +146,40 @@ void immediate_exit_makes_vcpu_run_return_eintr(void)
 	h.run->immediate_exit = 0;
 	CHECK(run(&h) == GUNYAH_VCPU_EXIT_STATUS);
 	expect_exit_code_0(&h);
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+}
+
+static void *run_thread(void *arg)
+{
+	struct hello *h = arg;
+	errno = 0;
+	long r = ioctl(h->vcpu, GUNYAH_VCPU_RUN);
+	return (void *)(r == -1 ? (long)errno : 0);
+}
+
+/* SPEC R-4: a signal to the thread inside VCPU_RUN (how VMMs stop a
+ * running vCPU) ends the run with EINTR; the vCPU can run on after. */
+void a_signal_to_a_running_vcpu_thread_ends_vcpu_run_with_eintr(void)
+{
+	/* A run that never returns fails the case instead of hanging it. */
+	alarm(30);
+	struct sigaction sa = { .sa_handler = on_signal };
+	sigemptyset(&sa.sa_mask);
+	OK(sigaction(SIGUSR1, &sa, NULL));
+	struct hello h;
+	/* Two vCPUs announced, one added: vCPU 0 spins waiting for the other. */
+	hello_setup_for(&h, 8 * MiB, 2);
+	for (int round = 0; round < 2; round++) {
+		pthread_t t;
+		CHECK(pthread_create(&t, NULL, run_thread, &h) == 0);
+		usleep(200 * 1000);
+		CHECK(pthread_kill(t, SIGUSR1) == 0);
+		void *err;
+		CHECK(pthread_join(t, &err) == 0);
+		CHECK((long)err == EINTR);
+	}
 }
