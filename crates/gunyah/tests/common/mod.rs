@@ -45,20 +45,16 @@ pub fn run_preloaded(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Opt
     Some(out)
 }
 
-/// The C program of test cases.
+/// The C program of test cases: every `.c` file in `tests/c`.
 pub fn cases_program() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c");
-    let sources = [
-        "main.c",
-        "helpers.c",
-        "device.c",
-        "guest_mem.c",
-        "vm.c",
-        "functions.c",
-        "lifecycle.c",
-        "run.c",
-    ]
-    .map(|s| dir.join(s));
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/c is readable")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "c"))
+        .collect();
+    sources.sort();
     compile_c("gunyah-cases", &sources, &[include_dir(), dir])
 }
 
