@@ -89,7 +89,26 @@ pub fn render(caps: Result<&vmm::Capabilities, String>) -> String {
         s,
         "\n  \"lendvm\" holds for every access made through lendvm; a process that takes a\n  file's descriptor and calls mmap/read/fallocate on it itself bypasses it.\n  \"kernel\" holds even then."
     );
+    gunyah_limits(&mut s);
     s
+}
+
+/// What `liblendvm_gunyah.so` (DESIGN D13) cannot serve.
+pub const GUNYAH_LIMITS: &[&str] = &[
+    "statically linked programs (no LD_PRELOAD; Gunyah calls reach the kernel directly)",
+    "raw system calls on Gunyah descriptors (the syscall instruction or glibc's syscall())",
+    "descriptors passed to other processes (over a socket or across exec): plain memfds there",
+    "aarch64 guest code: guests must be x86-64 (lendvm's native ABI, PVH or Linux)",
+];
+
+fn gunyah_limits(s: &mut String) {
+    let _ = writeln!(
+        s,
+        "\nGunyah programs under LD_PRELOAD=liblendvm_gunyah.so (DESIGN D13): not served are"
+    );
+    for limit in GUNYAH_LIMITS {
+        let _ = writeln!(s, "  - {limit}");
+    }
 }
 
 fn yes(b: bool) -> &'static str {
@@ -149,6 +168,9 @@ mod tests {
             assert!(text.contains(g.what), "{}", g.what);
         }
         assert!(text.contains("/dev/kvm unusable: test"));
+        for limit in GUNYAH_LIMITS {
+            assert!(text.contains(limit), "{limit}");
+        }
         let j = json(Err("x".into()));
         assert_eq!(
             j["decisions"].as_array().unwrap().len(),
