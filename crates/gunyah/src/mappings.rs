@@ -229,35 +229,38 @@ pub(crate) fn unmapped(addr: usize, len: usize) {
 }
 
 /// After a successful `mremap` of `[old, old + old_len)` to
-/// `[new, new + new_len)`.
-pub(crate) fn remapped(old: usize, old_len: usize, new: usize, new_len: usize) {
+/// `[new, new + new_len)` with `flags`.
+pub(crate) fn remapped(old: usize, old_len: usize, new: usize, new_len: usize, flags: c_int) {
     let mut recs = records();
-    let Some(i) = recs
+    // The recorded mapping the old range starts in, if any, gives the new
+    // mapping its file offset and protection.
+    let moved = recs
         .iter()
-        .position(|r| r.addr.start <= old && old < r.addr.end)
-    else {
-        return;
-    };
-    let r = &recs[i];
-    let offset = r.offset + (old - r.addr.start) as u64;
-    let prot = r.prot;
-    let capacity = r.view.file().size();
-    let tracked = (round_up(new_len) as u64).min(capacity.saturating_sub(offset));
-    let view = (tracked > 0)
-        .then(|| backend::split_user_view(&r.view, offset, tracked).ok())
-        .flatten();
-    // Old size 0 makes a second mapping and keeps the first.
-    if old_len != 0 {
+        .find(|r| r.addr.start <= old && old < r.addr.end)
+        .and_then(|r| {
+            let offset = r.offset + (old - r.addr.start) as u64;
+            let capacity = r.view.file().size();
+            let tracked = (round_up(new_len) as u64).min(capacity.saturating_sub(offset));
+            let view = (tracked > 0)
+                .then(|| backend::split_user_view(&r.view, offset, tracked).ok())
+                .flatten()?;
+            Some(Record {
+                addr: new..new + tracked as usize,
+                offset,
+                prot: r.prot,
+                view,
+                hidden: false,
+            })
+        });
+    // Old size 0 makes a second mapping, and MREMAP_DONTUNMAP keeps the
+    // old range mapped (to fresh memory for anonymous mappings only; kept
+    // recorded either way, erring on the side of blocking lending).
+    if old_len != 0 && flags & libc::MREMAP_DONTUNMAP == 0 {
         let _ = forget(&mut recs, old..old.saturating_add(round_up(old_len)));
     }
-    if let Some(view) = view {
-        let mut rec = Record {
-            addr: new..new + tracked as usize,
-            offset,
-            prot,
-            view,
-            hidden: false,
-        };
+    // Whatever the new range replaced (MREMAP_FIXED) is gone.
+    let _ = forget(&mut recs, new..new.saturating_add(round_up(new_len)));
+    if let Some(mut rec) = moved {
         rec.apply(false);
         store(&mut recs, rec);
     }

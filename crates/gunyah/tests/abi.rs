@@ -101,6 +101,7 @@ cases! {
     a_mapping_grown_by_mremap_covers_its_new_pages;
     a_mapping_replaced_with_map_fixed_is_forgotten;
     mprotect_of_a_mapping_keeps_lent_pages_hidden;
+    a_mapping_replaced_by_mremap_fixed_is_forgotten;
 }
 
 /// Every case of the C program runs as a test here, and only those.

@@ -114,13 +114,13 @@ pub unsafe extern "C" fn mremap(
         Some(f) => unsafe { f(old, old_len, new_len, flags, new_addr) },
         None => missing(libc::MAP_FAILED),
     };
-    if p != libc::MAP_FAILED
-        && mappings::any()
-        && program()
-        && mappings::overlaps(old as usize, old_len.max(1))
-    {
+    let touches_records = || {
+        mappings::overlaps(old as usize, old_len.max(1))
+            || (flags & libc::MREMAP_FIXED != 0 && mappings::overlaps(p as usize, new_len))
+    };
+    if p != libc::MAP_FAILED && mappings::any() && program() && touches_records() {
         serve((), || {
-            mappings::remapped(old as usize, old_len, p as usize, new_len);
+            mappings::remapped(old as usize, old_len, p as usize, new_len, flags);
             Ok(())
         });
     }

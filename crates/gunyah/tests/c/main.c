@@ -75,7 +75,8 @@
 	X(unmapping_the_dtb_page_out_of_a_mapping_lets_start_take_it)        \
 	X(a_mapping_grown_by_mremap_covers_its_new_pages)                    \
 	X(a_mapping_replaced_with_map_fixed_is_forgotten)                    \
-	X(mprotect_of_a_mapping_keeps_lent_pages_hidden)
+	X(mprotect_of_a_mapping_keeps_lent_pages_hidden)                     \
+	X(a_mapping_replaced_by_mremap_fixed_is_forgotten)
 
 #define DECLARE(name) void name(void);
 CASES(DECLARE)

@@ -72,3 +72,14 @@ void mprotect_of_a_mapping_keeps_lent_pages_hidden(void)
 	CHECK(read_faults(p + DTB_PAGE));
 	OK(munmap(p, SIZE));
 }
+
+void a_mapping_replaced_by_mremap_fixed_is_forgotten(void)
+{
+	struct cell c;
+	cell_setup(&c, 0x71);
+	uint8_t *p = map_all(c.gm, PROT_READ);
+	void *anon = mmap(NULL, SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(anon != MAP_FAILED);
+	CHECK(mremap(anon, SIZE, SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, p) == p);
+	OK(ioctl(c.vm, GUNYAH_VM_START));
+}
