@@ -48,12 +48,9 @@ fn create_vm(vm_type: u64) -> Result<c_int, Errno> {
 /// lendvm's own memfd (GUNYAH-USERSPACE §3.5, choice A), close-on-exec iff
 /// GHMF_CLOEXEC.
 fn create_guest_mem(args: gunyah_create_mem_args) -> Result<c_int, Errno> {
-    // SPEC GM-3 [REC]: reserved words carry nothing yet.
-    if args.reserved.iter().any(|&w| w != 0) {
-        return Err(Errno::EINVAL);
-    }
-    let mem = backend::create_guest_mem(args.size, args.flags)?;
-    let cmd = if args.flags & front::GHMF_CLOEXEC != 0 {
+    let (size, flags) = args.decode()?;
+    let mem = backend::create_guest_mem(size, flags)?;
+    let cmd = if flags & front::GHMF_CLOEXEC != 0 {
         libc::F_DUPFD_CLOEXEC
     } else {
         libc::F_DUPFD

@@ -39,6 +39,18 @@ pub(crate) const GUNYAH_CREATE_GUEST_MEM: u32 =
 /// CREATE_GUEST_MEM flag: the new descriptor is close-on-exec.
 pub(crate) const GHMF_CLOEXEC: u64 = 1;
 
+impl gunyah_create_mem_args {
+    /// `(size, flags)` for lendvm, which judges both (SPEC GM-1, GM-2).
+    /// Reserved words must be zero so they can carry future fields (SPEC
+    /// GM-3 [REC]): EINVAL otherwise.
+    pub(crate) fn decode(&self) -> Result<(u64, u64), Errno> {
+        if self.reserved.iter().any(|&w| w != 0) {
+            return Err(Errno::EINVAL);
+        }
+        Ok((self.size, self.flags))
+    }
+}
+
 /// True if `request` belongs to the Gunyah API at all ('G' or the Android
 /// 'A' type): everything else on any descriptor passes straight through.
 #[inline]
@@ -107,6 +119,18 @@ mod tests {
         assert!(is_gunyah_type(0x4020_4111) && is_gunyah_type(0x4700));
         // KVM_RUN (type 0xAE) is not.
         assert!(!is_gunyah_type(0xae80));
+    }
+
+    #[test]
+    fn create_mem_arguments_need_zero_reserved_words() {
+        let mut a = gunyah_create_mem_args {
+            flags: GHMF_CLOEXEC,
+            size: 1 << 20,
+            reserved: [0; 6],
+        };
+        assert_eq!(a.decode(), Ok((1 << 20, GHMF_CLOEXEC)));
+        a.reserved[3] = 1;
+        assert_eq!(a.decode(), Err(Errno::EINVAL));
     }
 
     #[test]
