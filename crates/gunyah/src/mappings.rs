@@ -267,20 +267,45 @@ pub(crate) fn remapped(old: usize, old_len: usize, new: usize, new_len: usize, f
 }
 
 /// `mprotect` over recorded mappings: the program's protection is
-/// recorded, and lent pages stay inaccessible.
+/// recorded, and lent pages keep no access throughout (the call is split
+/// around them, so they are never accessible even for a moment).
 pub(crate) fn protect(addr: usize, len: usize, prot: c_int) -> Result<c_int, Errno> {
     let next = crate::next::mprotect().ok_or(Errno(libc::ENOSYS))?;
-    let mut recs = records();
-    // SAFETY: the program's own mprotect call, passed on unchanged.
-    if unsafe { next(addr as *mut c_void, len, prot) } != 0 {
-        return Err(Errno::last());
+    if !addr.is_multiple_of(PAGE) {
+        // The kernel's answer, before anything is split.
+        return Err(Errno::EINVAL);
     }
+    let mut recs = records();
     let range = addr..addr.saturating_add(round_up(len));
-    if let Ok(inside) = isolate(&mut recs, &range) {
-        for i in inside {
-            recs[i].prot = prot;
-            recs[i].apply(false);
+    let inside = isolate(&mut recs, &range)?;
+    let mut hidden: Vec<Range<usize>> = inside
+        .iter()
+        .flat_map(|&i| {
+            let r = &recs[i];
+            backend::lent_ranges(&r.view)
+                .iter()
+                .map(|l| r.file_to_addr(l))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    hidden.sort_by_key(|h| h.start);
+    let mut at = range.start;
+    for piece in hidden
+        .iter()
+        .cloned()
+        .chain(std::iter::once(range.end..range.end))
+    {
+        if piece.start > at {
+            // SAFETY: the program's own mprotect call, for the part of its
+            // range that holds no lent page.
+            if unsafe { next(at as *mut c_void, piece.start - at, prot) } != 0 {
+                return Err(Errno::last());
+            }
         }
+        at = at.max(piece.end);
+    }
+    for i in inside {
+        recs[i].prot = prot;
     }
     Ok(0)
 }
