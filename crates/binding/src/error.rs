@@ -14,6 +14,8 @@ pub mod errno {
     pub const EBADF: i32 = 9;
     /// Try again.
     pub const EAGAIN: i32 = 11;
+    /// Device or resource busy.
+    pub const EBUSY: i32 = 16;
     /// File exists.
     pub const EEXIST: i32 = 17;
     /// Invalid argument.
@@ -187,6 +189,20 @@ pub enum Error {
         flags: u32,
     },
 
+    /// SPEC GM-7 (resizable files of the Gunyah compat profile, DESIGN
+    /// D13): the new size would cut into a bound file range.
+    #[error(
+        "guest memory file {file} cannot shrink to {size:#x} bytes: a binding holds it up to {bound_end:#x}"
+    )]
+    ShrinkBelowBinding {
+        /// The file.
+        file: FileId,
+        /// The size asked for.
+        size: u64,
+        /// End of the highest bound file range.
+        bound_end: u64,
+    },
+
     /// The registry changed after the plan was made; make a new plan.
     #[error("the binding plan is stale: the registry changed after it was made")]
     StalePlan,
@@ -202,6 +218,7 @@ impl Error {
             Error::FileRangeBound { .. } | Error::GuestRangeBound { .. } => EEXIST,
             Error::NoMatchingBinding { .. } => ENOENT,
             Error::StalePlan => EAGAIN,
+            Error::ShrinkBelowBinding { .. } => EBUSY,
             Error::BadFileSize(_)
             | Error::UnknownFileFlags(_)
             | Error::ForeignFile { .. }

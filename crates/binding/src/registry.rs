@@ -210,6 +210,33 @@ impl Bindings {
         Ok(gone)
     }
 
+    /// Change an open file's recorded size: the `ftruncate` of a resizable
+    /// file (the Gunyah compat profile, DESIGN D13). Growing is always
+    /// allowed; shrinking below the end of any bound range of the file, in
+    /// any VM, is refused with EBUSY and changes nothing (SPEC GM-7). Any
+    /// size is accepted, whole pages or not: MAP_MEM checks its ranges
+    /// against it (B-ADD-8). Returns the previous size.
+    pub fn set_file_size(&mut self, file: FileId, size: u64) -> Result<u64, Error> {
+        let rec = self
+            .files
+            .get_mut(&file)
+            .filter(|f| f.open)
+            .ok_or(Error::UnknownFile(file))?;
+        // Bound ranges never overlap, so the last one by offset ends last.
+        if let Some((bound, _)) = rec.by_offset.iter().last()
+            && size < bound.end
+        {
+            return Err(Error::ShrinkBelowBinding {
+                file,
+                size,
+                bound_end: bound.end,
+            });
+        }
+        let old = std::mem::replace(&mut rec.size, size);
+        self.generation += 1;
+        Ok(old)
+    }
+
     /// The file's record, open or kept alive by bindings.
     pub fn file_info(&self, file: FileId) -> Option<FileInfo> {
         self.files.get(&file).map(|f| FileInfo {

@@ -33,6 +33,20 @@ pub enum Error {
     )]
     UnknownFlags(u64),
 
+    /// A resizable file cannot grow past the capacity it was created
+    /// with (the kernel's EFBIG for a file too large).
+    #[error("guest memory file size {size:#x} exceeds its capacity of {capacity:#x} bytes")]
+    BeyondCapacity {
+        /// The size asked for.
+        size: u64,
+        /// The most the file can hold.
+        capacity: u64,
+    },
+
+    /// SPEC GM-MM-1: a private (copy-on-write) mapping of guest memory.
+    #[error("guest memory can only be mapped MAP_SHARED, not MAP_PRIVATE")]
+    PrivateMapping,
+
     /// A system call failed.
     #[error("{op} failed: {source}")]
     Os {
@@ -150,7 +164,9 @@ impl Error {
             | Error::BadSize(_)
             | Error::UnknownFlags(_)
             | Error::FallocateRange { .. }
-            | Error::AllocateBeyondEnd { .. } => libc::EINVAL,
+            | Error::AllocateBeyondEnd { .. }
+            | Error::PrivateMapping => libc::EINVAL,
+            Error::BeyondCapacity { .. } => libc::EFBIG,
             Error::Os { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
             Error::FallocateMode(_) => libc::EOPNOTSUPP,
             Error::FallocateTooLarge { .. } => libc::EFBIG,

@@ -180,6 +180,89 @@ impl GuestMemFile {
         Self::from_fd(fd, size, flags, Kind::Memfd)
     }
 
+    /// Create a free-standing file whose size may change later with
+    /// [`GuestMemFile::set_len`]: an unsealed memfd, `size` bytes now and
+    /// never more than `capacity` (the Gunyah compat profile's guest
+    /// memory, DESIGN D13). Its descriptor is always close-on-exec (it is
+    /// lendvm's own; `flags` are only recorded).
+    ///
+    /// lendvm treats the file as `capacity` bytes: [`GuestMemFile::size`]
+    /// reports the capacity, page ownership and the kernel-facing mapping
+    /// cover it (address space only: nothing is allocated). The current
+    /// size is the caller's to enforce (the VM manager checks ranges
+    /// against its binding registry); host access past it would fault, so
+    /// only bound ranges and [`GuestMemFile::fallocate_within`] may be used.
+    pub fn memfd_resizable(size: u64, capacity: u64, flags: u64) -> Result<GuestMemFile, Error> {
+        if flags & !file_flags::ALL != 0 {
+            return Err(Error::UnknownFlags(flags & !file_flags::ALL));
+        }
+        check_size(capacity)?;
+        if size > capacity {
+            return Err(Error::BeyondCapacity { size, capacity });
+        }
+        let fd = sys::memfd_create(c"lendvm-guest-mem", libc::MFD_CLOEXEC)?;
+        sys::ftruncate(fd.as_fd(), size)?;
+        Self::from_fd(fd, capacity, flags, Kind::Memfd)
+    }
+
+    /// `ftruncate(2)` of a file made by [`GuestMemFile::memfd_resizable`]:
+    /// grow or shrink it to `len` bytes, at most its capacity (EFBIG
+    /// beyond). Pages past a new, smaller end are freed by the kernel, so
+    /// the caller must have checked that none is bound (SPEC GM-7). Other
+    /// files refuse any change of size (the kernel's EPERM for a sealed
+    /// memfd, EINVAL for guest_memfd).
+    pub fn set_len(&self, len: u64) -> Result<(), Error> {
+        if len > self.inner.size {
+            return Err(Error::BeyondCapacity {
+                size: len,
+                capacity: self.inner.size,
+            });
+        }
+        sys::ftruncate(self.as_fd(), len)
+    }
+
+    /// `fallocate(2)` with the rules of SPEC §2.2, measured against `size`,
+    /// the current size of a resizable file, instead of
+    /// [`GuestMemFile::size`]: allocating past it is EINVAL, and punching
+    /// ignores what lies past it (GM-FA-4/5). The checks before any size
+    /// come first, in the kernel's order (as in
+    /// [`GuestMemFile::fallocate`]).
+    pub fn fallocate_within(
+        &self,
+        size: u64,
+        mode: i32,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), Error> {
+        const KEEP: i32 = libc::FALLOC_FL_KEEP_SIZE;
+        const PUNCH: i32 = libc::FALLOC_FL_PUNCH_HOLE;
+        if len == 0 || offset > i64::MAX as u64 || len > i64::MAX as u64 {
+            return Err(Error::FallocateRange { offset, len });
+        }
+        if mode & !(KEEP | PUNCH) != 0 || mode & KEEP == 0 {
+            return Err(Error::FallocateMode(mode));
+        }
+        if offset + len > i64::MAX as u64 {
+            return Err(Error::FallocateTooLarge { offset, len });
+        }
+        if !offset.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
+            return Err(Error::FallocateRange { offset, len });
+        }
+        let size = size.min(self.inner.size);
+        if mode & PUNCH != 0 {
+            // Up to the end of the page holding the last byte.
+            let end = (offset + len).min(size.div_ceil(PAGE_SIZE) * PAGE_SIZE);
+            if offset >= end {
+                return Ok(());
+            }
+            return self.punch_hole(offset, end - offset);
+        }
+        if offset + len > size {
+            return Err(Error::AllocateBeyondEnd { offset, len, size });
+        }
+        self.allocate(offset, len)
+    }
+
     fn from_fd(fd: OwnedFd, size: u64, flags: u64, kind: Kind) -> Result<GuestMemFile, Error> {
         let len = check_size(size)?;
         let file = Arc::new(File::from(fd));

@@ -52,6 +52,7 @@ mod file;
 pub mod pages;
 mod sys;
 mod user;
+mod user_view;
 mod view;
 
 pub use caps::{
@@ -65,6 +66,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub use file::{GuestMemFile, Kind, LentRange, Mode, ReclaimHook};
 pub use pages::PageState;
 pub use user::LentUserMemory;
+pub use user_view::UserView;
 pub use view::HostView;
 
 /// Who enforces a guarantee for one kind of file.

@@ -383,6 +383,18 @@ impl Ownership {
         Ok(id)
     }
 
+    /// Register a mapping the program made of the file itself (a
+    /// [`crate::UserView`]). Unlike [`Ownership::add_view`] it is allowed
+    /// over lent pages, which its owner keeps inaccessible; like a view it
+    /// keeps every page it covers from being lent meanwhile (SPEC GM-MM-6).
+    pub fn add_user_view(&mut self, r: Range<u64>) -> Result<u64, Error> {
+        self.check(&r)?;
+        let id = self.next_view;
+        self.next_view += 1;
+        self.views.insert(id, r);
+        Ok(id)
+    }
+
     /// Forget a host view (after it was unmapped).
     pub fn remove_view(&mut self, id: u64) {
         self.views.remove(&id);

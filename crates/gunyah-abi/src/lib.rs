@@ -11,14 +11,15 @@
 //! descriptor numbers of their own) and the [`Profile::Compat`] profile.
 //!
 //! ```no_run
-//! use gunyah_abi::{FdTable, FlagEncoding};
+//! use gunyah_abi::{FdTable, FlagEncoding, Profile};
 //!
 //! let dev = vmm::Device::open()?;
-//! let vm = gunyah_abi::create_vm(&dev, 0)?;
+//! let vm = gunyah_abi::create_vm(&dev, 0, Profile::Strict)?;
 //! let files = FdTable::default();
 //! let mem = files.insert(gunyah_abi::create_guest_mem(
 //!     &dev,
 //!     &uapi::gunyah_create_mem_args { flags: 0, size: 1 << 20, reserved: [0; 6] },
+//!     Profile::Strict,
 //! )?);
 //! let args = uapi::gunyah_map_mem_args {
 //!     guest_addr: 0x8000_0000,
@@ -35,6 +36,7 @@
 #![deny(missing_docs)]
 
 mod boot;
+pub mod compat;
 mod files;
 mod flags;
 mod functions;
@@ -54,26 +56,53 @@ pub type Error = vmm::Error;
 /// Result of Gunyah calls.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// CREATE_VM (SPEC B-VM-1): the type must be 0 (EINVAL otherwise).
-pub fn create_vm(dev: &Device, vm_type: u64) -> Result<Vm> {
+/// CREATE_VM (SPEC B-VM-1): the type must be 0 (EINVAL otherwise). In the
+/// compat profile the VM gets the platform's MMIO window
+/// ([`compat::PLATFORM_MMIO`]).
+pub fn create_vm(dev: &Device, vm_type: u64, profile: Profile) -> Result<Vm> {
     if vm_type != 0 {
         return Err(Error::Invalid(format!(
             "VM type {vm_type} is not supported: the only VM type is 0"
         )));
     }
-    dev.create_vm()
+    let vm = dev.create_vm()?;
+    if profile == Profile::Compat {
+        let w = compat::PLATFORM_MMIO;
+        vm.set_mmio_window(w.start, w.end - w.start)?;
+    }
+    Ok(vm)
 }
 
 /// CREATE_GUEST_MEM (SPEC GM-1..3): flags CLOEXEC | ALLOW_HUGEPAGE only,
-/// a non-zero whole-page size, reserved words zero; EINVAL otherwise.
-pub fn create_guest_mem(dev: &Device, args: &gunyah_create_mem_args) -> Result<GuestMem> {
+/// a non-zero whole-page size, reserved words zero; EINVAL otherwise. In
+/// the compat profile the file can grow and shrink later
+/// ([`vmm::GuestMem::resize`]).
+pub fn create_guest_mem(
+    dev: &Device,
+    args: &gunyah_create_mem_args,
+    profile: Profile,
+) -> Result<GuestMem> {
     if let Some(i) = args.reserved.iter().position(|&r| r != 0) {
         return Err(Error::Invalid(format!(
             "CREATE_GUEST_MEM reserved word {i} is {:#x}: reserved words must be 0",
             args.reserved[i]
         )));
     }
-    dev.create_guest_mem(args.size, args.flags)
+    match profile {
+        Profile::Strict => dev.create_guest_mem(args.size, args.flags),
+        Profile::Compat => {
+            dev.create_resizable_guest_mem(args.size, compat::GUEST_MEM_CAPACITY, args.flags)
+        }
+    }
+}
+
+/// START (SPEC B-VM-3); in the compat profile, with the resource manager's
+/// rules ([`compat::check_start`]) first.
+pub fn start(vm: &Vm, profile: Profile) -> Result<()> {
+    match profile {
+        Profile::Strict => vm.start(),
+        Profile::Compat => vm.start_with(compat::check_start),
+    }
 }
 
 /// MAP_MEM (SPEC §2.5–2.7): `args.guest_mem_fd` names a guest memory file

@@ -59,8 +59,38 @@ fn errno<T>(r: vmm::Result<T>) -> i32 {
 #[test]
 fn create_vm_takes_type_zero_only() {
     let Some(dev) = device() else { return };
-    assert!(gunyah_abi::create_vm(&dev, 0).is_ok());
-    assert_eq!(errno(gunyah_abi::create_vm(&dev, 1)), libc::EINVAL);
+    assert!(gunyah_abi::create_vm(&dev, 0, Profile::Strict).is_ok());
+    assert_eq!(
+        errno(gunyah_abi::create_vm(&dev, 1, Profile::Strict)),
+        libc::EINVAL
+    );
+}
+
+// SPEC GM-1..3 (TV create_mem_fd_invalid_flags), in both profiles.
+#[test]
+fn create_guest_mem_checks_flags_size_and_reserved_words() {
+    let Some(dev) = device() else { return };
+    for profile in [Profile::Strict, Profile::Compat] {
+        let args = |flags, size, reserved| gunyah_create_mem_args {
+            flags,
+            size,
+            reserved,
+        };
+        let good = args(GHMF_CLOEXEC, M, [0; 6]);
+        assert!(gunyah_abi::create_guest_mem(&dev, &good, profile).is_ok());
+        for bad in [
+            args(0b1000, M, [0; 6]),
+            args(0, 0, [0; 6]),
+            args(0, M + 1, [0; 6]),
+            args(0, M, [0, 0, 0, 1, 0, 0]),
+        ] {
+            assert_eq!(
+                errno(gunyah_abi::create_guest_mem(&dev, &bad, profile)),
+                libc::EINVAL,
+                "{bad:?} {profile:?}"
+            );
+        }
+    }
 }
 
 // SPEC B-ADD-2, B-ADD-3 through real descriptors.

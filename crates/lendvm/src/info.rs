@@ -5,19 +5,10 @@ use std::fmt::Write;
 
 use gmem::Enforcer;
 
-/// Smallest and largest demand-paging chunk (DESIGN D2).
-const MIN_CHUNK: u64 = 2 << 20;
-const MAX_CHUNK: u64 = 1 << 30;
-
-/// The demand chunk of a lend binding of `size` bytes: the piece one KVM
-/// slot installs on the guest's first touch (an aligned window of this
-/// size around the touch, clipped to the binding). The same rule as the
-/// VM manager's demand paging; the demo checks its chunk count against it.
+/// The demand chunk of a lend binding of `size` bytes, as the VM manager
+/// cuts it (DESIGN D2), clipped to a binding smaller than one chunk.
 pub fn demand_chunk(size: u64) -> u64 {
-    (size / 64)
-        .next_power_of_two()
-        .clamp(MIN_CHUNK, MAX_CHUNK)
-        .min(size)
+    vmm::demand_chunk(size).min(size)
 }
 
 /// The rule, in words.
@@ -135,7 +126,26 @@ pub fn render(caps: Result<&vmm::Capabilities, String>) -> String {
         })
         .collect();
     let _ = writeln!(s, "  binding -> chunk: {}", examples.join(", "));
+    gunyah_limits(&mut s);
     s
+}
+
+/// What `liblendvm_gunyah.so` (DESIGN D13) cannot serve.
+pub const GUNYAH_LIMITS: &[&str] = &[
+    "statically linked programs (no LD_PRELOAD; Gunyah calls reach the kernel directly)",
+    "raw system calls on Gunyah descriptors (the syscall instruction or glibc's syscall())",
+    "descriptors passed to other processes (over a socket or across exec): plain memfds there",
+    "aarch64 guest code: guests must be x86-64 (lendvm's native ABI, PVH or Linux)",
+];
+
+fn gunyah_limits(s: &mut String) {
+    let _ = writeln!(
+        s,
+        "\nGunyah programs under LD_PRELOAD=liblendvm_gunyah.so (DESIGN D13): not served are"
+    );
+    for limit in GUNYAH_LIMITS {
+        let _ = writeln!(s, "  - {limit}");
+    }
 }
 
 fn yes(b: bool) -> &'static str {
@@ -193,7 +203,7 @@ pub fn json(caps: Result<&vmm::Capabilities, String>) -> serde_json::Value {
         "host": host,
         "decisions": decisions,
         "enforcement": matrix,
-        "demand_chunk": {"rule": CHUNK_RULE, "min_bytes": MIN_CHUNK, "max_bytes": MAX_CHUNK, "examples": examples},
+        "demand_chunk": {"rule": CHUNK_RULE, "min_bytes": vmm::MIN_CHUNK, "max_bytes": vmm::MAX_CHUNK, "examples": examples},
     })
 }
 
@@ -215,6 +225,9 @@ mod tests {
         assert!(text.contains("host access while shared") && text.contains("none needed"));
         assert!(text.contains("nothing needs enforcing"));
         assert!(text.contains(CHUNK_RULE) && text.contains("64 MiB -> 2 MiB"));
+        for limit in GUNYAH_LIMITS {
+            assert!(text.contains(limit), "{limit}");
+        }
         let j = json(Err("x".into()));
         assert_eq!(
             j["decisions"].as_array().unwrap().len(),

@@ -7,6 +7,8 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod gunyah;
+
 use kvm_ioctls::Kvm;
 
 /// Open `/dev/kvm`, or decide the test is skipped. Returns `None` to skip;

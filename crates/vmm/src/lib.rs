@@ -30,6 +30,7 @@
 #![deny(missing_docs)]
 
 pub mod boot;
+mod compat;
 mod device;
 pub mod devices;
 mod error;

@@ -224,9 +224,8 @@ fn dtb_config_and_start_follow_the_rules() {
     let (r, vm, mem) = start_with(Access::Lend, Perms::RWX, false);
     r.unwrap();
     vm.start().unwrap();
-    // The DTB's whole demand chunk is handed over (DESIGN D2).
     assert_eq!(mem.page_state(0), PageState::Lent(vm.id()));
-    assert_eq!(mem.page_state(4096), PageState::Lent(vm.id()));
+    assert_eq!(mem.page_state(4096), PageState::LendBound(vm.id()));
     // SPEC B-VM-5: the firmware config is validated like the DTB's.
     let vm = dev.create_vm().unwrap();
     vm.set_fw_config(GuestAddress(0x1000), 0x2000).unwrap();

@@ -221,6 +221,11 @@ pub fn refusal_of(e: &binding::Error) -> Refusal {
             flags,
         },
         Error::StalePlan => Refusal::StalePlan,
+        // Resizing (the Gunyah compat profile) is outside the model's
+        // operations, so the engine cannot report it here.
+        Error::ShrinkBelowBinding { .. } => {
+            panic!("the model harness never resizes a file, yet the engine refused a resize")
+        }
     }
 }
 

@@ -543,10 +543,14 @@ impl MemState {
         Ok(())
     }
 
-    /// START's DTB hand-over (SPEC B-AC-5): DTB pages go to the guest lent,
-    /// whatever their binding says. In a lend binding their chunks are
-    /// lent and installed now; in a share binding (installed already) the
-    /// pages themselves stop being host-accessible.
+    /// START's DTB hand-over (SPEC B-AC-5, B-VM-3.2): exactly the DTB's
+    /// pages go to the guest lent, whatever their binding says, and a host
+    /// view of them refuses it (EBUSY, TV `vm_dtb_no_map`); the rest of
+    /// their demand chunk stays the host's until the guest touches it. In a
+    /// lend binding the pages are installed now, which can leave their
+    /// chunk in up to three slots (before, the DTB, after): START reserves
+    /// the two extra (ENOSPC if the VM has none left). In a share binding
+    /// (installed already) the pages only stop being host-accessible.
     pub(crate) fn hand_over_dtb(&mut self, range: Range<u64>) -> Result<()> {
         let Some((_, b)) = self.bound.get(range.start) else {
             return Err(Error::NotFound(format!(
@@ -555,19 +559,31 @@ impl MemState {
             )));
         };
         let b = b.clone();
-        if b.info.is_lend() {
-            return self.lend_now(range);
-        }
         let fr = b.file_range(&range);
-        b.file
-            .lend_shared(self.vm, fr.start, fr.end - fr.start)
-            .map_err(|e| match e {
-                gmem::Error::Busy { .. } => Error::Busy(format!(
-                    "the host has a view of the DTB pages [{:#x}, {:#x}): they cannot be lent at START",
-                    range.start, range.end
-                )),
-                e => e.into(),
-            })
+        let busy = |e: gmem::Error| match e {
+            gmem::Error::Busy { .. } => Error::Busy(format!(
+                "the host has a view of the DTB pages [{:#x}, {:#x}): they cannot be lent at START",
+                range.start, range.end
+            )),
+            e => e.into(),
+        };
+        if !b.info.is_lend() {
+            return b
+                .file
+                .lend_shared(self.vm, fr.start, fr.end - fr.start)
+                .map_err(busy);
+        }
+        self.reserve_slots(2)?;
+        if let Err(e) = b.file.lend_window(self.vm, fr.clone()) {
+            self.budget_used -= 2;
+            return Err(busy(e));
+        }
+        for gap in self.slots.gaps(range) {
+            let at = b.file_range(&gap).start;
+            self.slots
+                .install(gap, Backing::File(b.file.clone(), at), b.readonly())?;
+        }
+        Ok(())
     }
 
     /// The reclaim hook's part (SPEC L-1, L-3): take the chunks holding
