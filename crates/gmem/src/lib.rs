@@ -67,7 +67,7 @@ pub use file::{GuestMemFile, Kind, LentRange, Mode, ReclaimHook};
 pub use pages::PageState;
 pub use user::LentUserMemory;
 pub use user_view::UserView;
-pub use view::HostView;
+pub use view::{HostView, ViewRegistration};
 
 /// Who enforces a guarantee for one kind of file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

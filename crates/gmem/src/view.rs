@@ -17,10 +17,25 @@ use crate::file::GuestMemFile;
 /// and only then unregisters it. Accesses go through bounds-checked volatile
 /// copies because a guest may write shared pages concurrently.
 pub struct HostView {
-    file: GuestMemFile,
-    region: Option<MmapRegion>,
+    // Field order is drop order: the mapping goes before its registration,
+    // so pages may be lent only once no host mapping of them is left.
+    region: MmapRegion,
+    registration: ViewRegistration,
     offset: u64,
+}
+
+/// The registration of a host mapping with its file: while it lives, the
+/// pages the mapping covers cannot be lent. Drop it only after the mapping
+/// is gone ([`HostView::into_parts`]).
+pub struct ViewRegistration {
+    file: GuestMemFile,
     id: u64,
+}
+
+impl Drop for ViewRegistration {
+    fn drop(&mut self) {
+        self.file.lock().remove_view(self.id);
+    }
 }
 
 impl HostView {
@@ -54,10 +69,12 @@ impl HostView {
             });
         match region {
             Ok(region) => Ok(HostView {
-                file: file.clone(),
-                region: Some(region),
+                region,
+                registration: ViewRegistration {
+                    file: file.clone(),
+                    id,
+                },
                 offset,
-                id,
             }),
             Err(e) => {
                 st.remove_view(id);
@@ -86,14 +103,19 @@ impl HostView {
 
     /// The file the view maps.
     pub fn file(&self) -> &GuestMemFile {
-        &self.file
+        &self.registration.file
     }
 
     fn region(&self) -> &MmapRegion {
-        // The region is only taken out in drop(), after which no method runs.
-        self.region
-            .as_ref()
-            .expect("a host view keeps its mapping until it is dropped")
+        &self.region
+    }
+
+    /// The mapping and its registration, for vm-memory users that need
+    /// the `MmapRegion` itself (e.g. as a `GuestRegionMmap`). The pages stay
+    /// unlendable until the registration is dropped, which must happen
+    /// after the mapping is (drop order).
+    pub fn into_parts(self) -> (MmapRegion, ViewRegistration) {
+        (self.region, self.registration)
     }
 
     /// The whole view as a volatile slice, for vm-memory style access.
@@ -130,15 +152,6 @@ impl HostView {
         // mapping, which stays mapped while `self` is borrowed.
         unsafe { std::ptr::write_bytes(s.ptr_guard_mut().as_ptr(), byte, len) };
         Ok(())
-    }
-}
-
-impl Drop for HostView {
-    fn drop(&mut self) {
-        // Unmap first, then unregister: the pages may be lent only once no
-        // host mapping of them is left.
-        drop(self.region.take());
-        self.file.lock().remove_view(self.id);
     }
 }
 

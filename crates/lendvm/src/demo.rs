@@ -169,7 +169,10 @@ fn set_up() -> Result<Demo, DemoError> {
     let dev = Device::open()?;
     // The demo uses no interrupts: a VM without an interrupt controller
     // starts faster (see VmOptions).
-    let vm = dev.create_vm_with(VmOptions { irqchip: false })?;
+    let vm = dev.create_vm_with(VmOptions {
+        irqchip: false,
+        ..VmOptions::default()
+    })?;
     vm.set_console(Console::Off);
     // Memory: six files of three kinds.
     let image = vm.create_guest_memfd(IMAGE_SIZE, Mode::HostMappable)?;

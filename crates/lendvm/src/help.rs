@@ -38,8 +38,8 @@ repeated option wins):
                        non-zero multiple of 4 KiB.
                        MODE: lend (default; a host-mappable guest_memfd lent to
                        the guest: native images borrow it page by page on
-                       first touch, kernels get it whole at start after lendvm
-                       wrote the boot structures through a share binding),
+                       first touch, kernels get it whole at start, after
+                       lendvm wrote the kernel and boot structures into it),
                        share (the host keeps access), or private (a guest_memfd
                        the kernel itself keeps from the host; the pages lendvm
                        must write the image or kernel into stay host-mappable).

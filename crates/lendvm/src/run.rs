@@ -2,9 +2,11 @@
 //!
 //! Native ELF images enter lendvm's native mode with RAM lent page by page.
 //! Kernels (a bzImage, or an ELF with the PVH note) boot with the standard
-//! protocols: RAM is a VM-owned guest_memfd bound at 0, lendvm writes the
-//! kernel and boot structures through a share binding, then (mode lend)
-//! swaps it for a lend binding that gives the guest all of it at start.
+//! protocols: RAM is a VM-owned guest_memfd laid out like every x86 VMM's
+//! (below the 32-bit MMIO hole, the rest above 4 GiB: DESIGN D12), bound
+//! once as lend (or share); lendvm writes the kernel and boot structures
+//! through its host view, then hands the lend-bound RAM to the guest whole
+//! (`Vm::lend_now`), so every RAM slot is installed exactly once.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -178,26 +180,26 @@ pub fn run(args: &RunArgs, stop: &Stop) -> Result<Report, RunError> {
     }
 }
 
-/// Guest RAM pieces: (guest range, host-writable?). The pages lendvm must
-/// write (an image, a kernel and its boot structures) are host-mappable; in
-/// private mode the rest is a private guest_memfd.
+/// Guest RAM pieces: (guest range, host-writable?). `ram` are the RAM
+/// ranges (one for native images; below and above the MMIO hole for
+/// kernels, DESIGN D12). The pages lendvm must write (an image, a kernel
+/// and its boot structures) are host-mappable; in private mode the rest is
+/// a private guest_memfd.
 fn ram_pieces(
-    mem: &MemorySpec,
+    mode: MemoryMode,
+    ram: &[std::ops::Range<u64>],
     writable: std::ops::Range<u64>,
 ) -> Vec<(std::ops::Range<u64>, bool)> {
-    // Checked by the caller (check_fits, kernel_ram): at + size fits.
-    let ram = mem.at..mem.at.saturating_add(mem.size);
-    if mem.mode != MemoryMode::Private {
-        return vec![(ram, true)];
+    if mode != MemoryMode::Private {
+        return ram.iter().map(|r| (r.clone(), true)).collect();
     }
-    let lo = (writable.start & !(PAGE - 1)).max(ram.start);
-    let hi = writable
-        .end
-        .div_ceil(PAGE)
-        .saturating_mul(PAGE)
-        .min(ram.end);
-    [(ram.start..lo, false), (lo..hi, true), (hi..ram.end, false)]
-        .into_iter()
+    let lo = writable.start & !(PAGE - 1);
+    let hi = writable.end.div_ceil(PAGE).saturating_mul(PAGE);
+    ram.iter()
+        .flat_map(|r| {
+            let (a, b) = (lo.clamp(r.start, r.end), hi.clamp(r.start, r.end));
+            [(r.start..a, false), (a..b, true), (b..r.end, false)]
+        })
         .filter(|(r, _)| r.start < r.end)
         .collect()
 }
@@ -206,12 +208,13 @@ fn ram_pieces(
 fn bind_ram(
     vm: &Vm,
     mem: &MemorySpec,
+    ram: &[std::ops::Range<u64>],
     writable: std::ops::Range<u64>,
     access: Access,
 ) -> Result<(Vec<GuestMem>, Vec<BindingRow>), RunError> {
     let mut files = Vec::new();
     let mut rows = Vec::new();
-    for (range, host) in ram_pieces(mem, writable) {
+    for (range, host) in ram_pieces(mem.mode, ram, writable) {
         let mode = if host {
             Mode::HostMappable
         } else {
@@ -286,7 +289,10 @@ fn run_native(
     let mem = args.memory;
     // Everything the image needs is checked: now make the VM. Native guests
     // get no interrupts from lendvm, so no interrupt controller.
-    let vm = dev.create_vm_with(VmOptions { irqchip: false })?;
+    let vm = dev.create_vm_with(VmOptions {
+        irqchip: false,
+        ..VmOptions::default()
+    })?;
     vm.set_console(console.clone());
     vm.add_legacy_devices(console, None)?;
     let access = if mem.mode == MemoryMode::Share {
@@ -294,7 +300,9 @@ fn run_native(
     } else {
         Access::Lend
     };
-    let (_files, rows) = bind_ram(&vm, &mem, elf.span(), access)?;
+    // check_fits: at + size does not wrap.
+    let ram = mem.at..mem.at + mem.size;
+    let (_files, rows) = bind_ram(&vm, &mem, std::slice::from_ref(&ram), elf.span(), access)?;
     elf.load(&vm).map_err(|source| RunError::Image {
         path: path.into(),
         source,
@@ -356,10 +364,17 @@ fn kernel_ram(
         }
     };
     let end = placement::boot_ram_end(kernel_end).map_err(place)?;
-    if end > mem.size {
+    // DESIGN D12: RAM below the MMIO hole first, the rest above 4 GiB; the
+    // kernel and its boot structures must lie in the low part.
+    let low = placement::ram_layout(mem.size)
+        .map_err(place)?
+        .first()
+        .map_or(0, |r| r.end);
+    if end > low {
         return Err(unsupported(format!(
-            "the kernel needs RAM up to {end:#x}; --memory gives {:#x}",
-            mem.size
+            "the kernel needs RAM up to {end:#x}; --memory gives {:#x} below the MMIO hole at {:#x}",
+            mem.size.min(low),
+            placement::MMIO_HOLE.start
         )));
     }
     Ok(0..end)
@@ -381,12 +396,23 @@ fn run_standard(
     };
     let vm = dev.create_vm_with(VmOptions {
         irqchip: !args.no_irqchip,
+        native: false,
     })?;
-    // Kernels touch all their RAM soon: lend it whole at start.
-    vm.set_demand_paging(false)?;
     vm.set_console(console.clone());
-    // Bind for the host to write first (share), then give it for real.
-    let (files, mut rows) = bind_ram(&vm, &mem, boot.writable.clone(), Access::Share)?;
+    let access = if mem.mode == MemoryMode::Share {
+        Access::Share
+    } else {
+        Access::Lend
+    };
+    // kernel_ram checked the layout.
+    let ram = placement::ram_layout(mem.size).map_err(|source| RunError::Place {
+        path: PathBuf::from("--memory"),
+        source,
+    })?;
+    // Lend bindings install nothing yet, and the host may still write
+    // their pages (DESIGN D2): lendvm writes the kernel and its boot
+    // structures straight into them.
+    let (_files, rows) = bind_ram(&vm, &mem, &ram, boot.writable.clone(), access)?;
     let boot_args = BootArgs {
         cmdline,
         initrd: boot.initrd,
@@ -395,28 +421,10 @@ fn run_standard(
         KernelImage::Elf(elf) => vmm::boot::prepare_pvh(&vm, elf, &boot_args)?,
         KernelImage::BzImage(bytes) => vmm::boot::prepare_linux(&vm, bytes, &boot_args)?,
     };
-    if mem.mode != MemoryMode::Share {
-        for (file, row) in files.iter().zip(rows.iter_mut()) {
-            if row.access == Access::Share {
-                vm.unbind(&BindRequest::new(
-                    file,
-                    GuestAddress(row.guest_addr),
-                    0,
-                    row.size,
-                    Access::Share,
-                    Perms::RWX,
-                ))?;
-                vm.bind(&BindRequest::new(
-                    file,
-                    GuestAddress(row.guest_addr),
-                    0,
-                    row.size,
-                    Access::Lend,
-                    Perms::RWX,
-                ))?;
-                row.access = Access::Lend;
-            }
-        }
+    // Kernels touch all their RAM soon: give it now, each binding in one
+    // memslot, installed once.
+    for row in rows.iter().filter(|r| r.access == Access::Lend) {
+        vm.lend_now(GuestAddress(row.guest_addr), row.size)?;
     }
     // After the memory: COM1's irqfd creates the interrupt controller, and
     // memslot changes after that wait for KVM (see vmm::VmOptions).
@@ -559,12 +567,9 @@ mod tests {
 
     #[test]
     fn private_ram_keeps_the_written_pages_host_mappable() {
-        let mem = MemorySpec {
-            size: 16 << 20,
-            mode: MemoryMode::Private,
-            at: 0,
-        };
-        let pieces = ram_pieces(&mem, 0x10_0100..0x12_0080);
+        let whole: std::ops::Range<u64> = 0..16 << 20;
+        let ram = std::slice::from_ref(&whole);
+        let pieces = ram_pieces(MemoryMode::Private, ram, 0x10_0100..0x12_0080);
         assert_eq!(
             pieces,
             vec![
@@ -573,13 +578,29 @@ mod tests {
                 (0x12_1000..16 << 20, false)
             ]
         );
-        let lend = MemorySpec {
-            mode: MemoryMode::Lend,
-            ..mem
-        };
         assert_eq!(
-            ram_pieces(&lend, 0x10_0000..0x11_0000),
+            ram_pieces(MemoryMode::Lend, ram, 0x10_0000..0x11_0000),
             vec![(0..16 << 20, true)]
+        );
+    }
+
+    // DESIGN D12: the ranges on both sides of the MMIO hole are pieces of
+    // their own; only the written part is host-mappable in private mode.
+    #[test]
+    fn pieces_follow_the_ram_layout_around_the_mmio_hole() {
+        const G: u64 = 1 << 30;
+        let ram = placement::ram_layout(5 * G).unwrap();
+        assert_eq!(
+            ram_pieces(MemoryMode::Lend, &ram, 0..0x40_0000),
+            vec![(0..3 * G, true), (4 * G..6 * G, true)]
+        );
+        assert_eq!(
+            ram_pieces(MemoryMode::Private, &ram, 0..0x40_0000),
+            vec![
+                (0..0x40_0000, true),
+                (0x40_0000..3 * G, false),
+                (4 * G..6 * G, false)
+            ]
         );
     }
 }

@@ -97,6 +97,45 @@ fn the_tiny_pvh_guest_runs_to_its_marker_and_exits() {
     assert!(j["peak_rss_kib"].as_u64().unwrap() > 0);
 }
 
+// Issue 9 item 7 / DESIGN D12: a kernel's RAM goes below the 32-bit MMIO
+// hole and above 4 GiB, so 64 GiB starts on this smaller host; nothing is
+// allocated until the guest touches it.
+#[test]
+fn a_64_gib_pvh_guest_starts_with_ram_above_4_gib() {
+    if !have_kvm() {
+        return;
+    }
+    let image = TempFile::new("pvh64.elf", test_guests::images::PVH_HELLO);
+    let out = Command::new(env!("CARGO_BIN_EXE_lendvm"))
+        .args(["run", "--image", image.path(), "--memory", "size=64G"])
+        .args(["--serial", "off", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows: Vec<(u64, u64)> = j["bindings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["guest_addr"].as_u64().unwrap(),
+                b["size"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rows, vec![(0, 3 << 30), (4 << 30, 61 << 30)]);
+    let rss = j["peak_rss_kib"].as_u64().unwrap();
+    assert!(
+        rss < 256 << 10,
+        "peak RSS {rss} KiB: RAM was allocated up front"
+    );
+}
+
 // Issue 5: the same image boots unchanged on QEMU (skipped only when QEMU
 // is not installed). microvm has no i8042, so QEMU is stopped after the
 // marker.
@@ -153,6 +192,26 @@ fn debian_kernel_prints_its_first_console_line() {
         "Linux version",
         Duration::from_secs(120),
     );
+    let Some(t) = found else {
+        panic!("no console line within 120 s; got {out:?}")
+    };
+    println!("first console line after {:.1} s", t.as_secs_f64());
+}
+
+// DESIGN D11/D12: on a private guest_memfd the kernel's emulated CPL0
+// accesses are completed by the access vCPU, whose read-only access region
+// is the only lendvm memory in a kernel's VM. Allowed 120 s.
+#[test]
+fn debian_kernel_on_private_memory_prints_its_first_console_line() {
+    if !have_kvm() {
+        return;
+    }
+    let Some(vmlinux) = testkit::debian_kernel("vmlinux") else {
+        return;
+    };
+    let mut cmd = boot_cmd(&vmlinux);
+    cmd.args(["--memory", "size=512M,mode=private"]);
+    let (out, found) = watch(cmd, "Linux version", Duration::from_secs(120));
     let Some(t) = found else {
         panic!("no console line within 120 s; got {out:?}")
     };

@@ -21,7 +21,7 @@ use linux_loader::loader::bzimage::BzImage;
 use linux_loader::loader::elf::start_info::{
     hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info,
 };
-use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{ByteValued, GuestAddress};
 
 use crate::loader::{ElfImage, LoadError};
 use crate::{Error, Vm, placement};
@@ -37,7 +37,7 @@ const EBDA_START: u64 = 0x9_fc00;
 /// End of the legacy hole: the kernel's default load address.
 pub const HIMEM_START: u64 = 0x10_0000;
 /// Start of the MMIO hole below 4 GiB: an initrd must end below it.
-const MMIO_HOLE: u64 = 0xc000_0000;
+const MMIO_HOLE: u64 = crate::placement::MMIO_HOLE.start;
 
 const E820_RAM: u32 = 1;
 const E820_RESERVED: u32 = 2;
@@ -301,33 +301,22 @@ pub fn prepare_linux(vm: &Vm, image: &[u8], args: &BootArgs<'_>) -> Result<BootL
     let mut hdr = bzimage_header(image).map_err(|e| Error::Invalid(e.to_string()))?;
     let map = memory_map(vm);
     let low = low_ram(&map)?;
-    // linux-loader loads into vm-memory guest memory; give it scratch
-    // memory covering the kernel's range, then copy the result into the
-    // VM's bound memory.
-    let room = low.end - HIMEM_START;
-    let scratch_len = (image.len() as u64).min(room);
-    let scratch =
-        GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(HIMEM_START), scratch_len as usize)])
-            .map_err(|e| {
-                Error::Invalid(format!(
-                    "cannot allocate scratch memory for the kernel: {e}"
-                ))
-            })?;
-    let loaded = BzImage::load(
-        &scratch,
-        Some(GuestAddress(HIMEM_START)),
-        &mut std::io::Cursor::new(image),
-        Some(GuestAddress(HIMEM_START)),
-    )
-    .map_err(|e| Error::Invalid(format!("linux-loader refused the bzImage: {e}")))?;
+    // linux-loader writes the kernel straight into the VM's memory (its
+    // host-accessible bindings, as vm-memory sees them).
+    let loaded = {
+        let mem = vm.host_memory()?;
+        BzImage::load(
+            &*mem,
+            Some(GuestAddress(HIMEM_START)),
+            &mut std::io::Cursor::new(image),
+            Some(GuestAddress(HIMEM_START)),
+        )
+        .map_err(|e| Error::Invalid(format!("linux-loader refused the bzImage: {e}")))?
+    };
     let kernel = loaded.kernel_load.0..loaded.kernel_end;
-    let mut copy = vec![0u8; (kernel.end - kernel.start) as usize];
-    scratch
-        .read_slice(&mut copy, GuestAddress(kernel.start))
-        .map_err(|e| Error::Invalid(format!("cannot read the loaded kernel back: {e}")))?;
-    drop(scratch);
-    write(vm, kernel.start, &copy, "kernel")?;
-    drop(copy);
+    for (gpa, bytes) in crate::x86::linux64_tables() {
+        write(vm, gpa, &bytes, "64-bit entry tables")?;
+    }
     // The kernel decompresses in place and needs `init_size` from its load
     // address: nothing else may live there.
     let kernel_floor = kernel.start + u64::from(hdr.init_size).max(kernel.end - kernel.start);

@@ -42,14 +42,23 @@ pub struct VmOptions {
     /// is created at the first vCPU or irqfd, because on this project's
     /// hosts KVM's first memslot change after creating it waits about 7 ms
     /// for an SRCU grace period (measured): memory bound before then does
-    /// not pay it, memory installed later (demand paging, lendvm's system
-    /// region) does. A VM without one never pays it.
+    /// not pay it, memory installed later (demand paging) does. A VM
+    /// without one never pays it.
     pub irqchip: bool,
+    /// The VM may enter lendvm's native mode, so it gets lendvm's system
+    /// region (GDT, IDT, TSS, page tables at `native_abi::SYSTEM_REGION_BASE`),
+    /// installed at creation, before any interrupt controller exists.
+    /// Default: yes. VMs that boot PVH or Linux kernels bring their own
+    /// tables and leave the whole address space to the guest (DESIGN D12).
+    pub native: bool,
 }
 
 impl Default for VmOptions {
     fn default() -> Self {
-        VmOptions { irqchip: true }
+        VmOptions {
+            irqchip: true,
+            native: true,
+        }
     }
 }
 

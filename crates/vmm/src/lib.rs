@@ -51,7 +51,7 @@ pub use boot::BootMode;
 pub use device::{Capabilities, Device, GuestMem, VmOptions};
 pub use error::{Error, Result};
 pub use functions::Ioevent;
-pub use memory::{MAX_CHUNK, MIN_CHUNK, MemoryStats, demand_chunk};
+pub use memory::{HostMemory, MAX_CHUNK, MIN_CHUNK, MemoryStats, demand_chunk};
 pub use ports::{Console, ConsoleClosed, PortDevice, console_closed};
 pub use vcpu::{Crash, Exit, ExitInfo, Kicker, ResumeAction, Status, Vcpu, exit_kind};
 pub use vm::{BindRequest, BootReg, Function, Location, UserMemRegion, Vm, VmMetrics};

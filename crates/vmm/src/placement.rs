@@ -48,6 +48,13 @@ pub enum PlaceError {
         /// Offset of the first NUL.
         at: usize,
     },
+    /// RAM of this size does not fit below the end of the address space
+    /// once the 32-bit MMIO hole is skipped.
+    #[error("{size:#x} bytes of RAM do not fit in the guest address space around the MMIO hole")]
+    RamTooLarge {
+        /// Bytes of RAM asked for.
+        size: u64,
+    },
     /// The kernel's extent passes the end of the address space.
     #[error(
         "the kernel ends at {end}, past the end of the 64-bit address space (rounded up to 2 MiB)"
@@ -56,6 +63,30 @@ pub enum PlaceError {
         /// Where it ends, as far as it can be said.
         end: String,
     },
+}
+
+/// The 32-bit MMIO hole every x86 VMM leaves below 4 GiB (devices, the
+/// IOAPIC and LAPIC; lendvm's MMIO window, DESIGN D1).
+pub const MMIO_HOLE: Range<u64> = 0xc000_0000..0x1_0000_0000;
+
+/// Where a kernel's RAM of `size` bytes goes (DESIGN D12): from 0 up to
+/// the MMIO hole, the rest from 4 GiB, as the e820 / PVH memory map will
+/// say. One or two ranges, none empty.
+pub fn ram_layout(size: u64) -> Result<Vec<Range<u64>>, PlaceError> {
+    let low = size.min(MMIO_HOLE.start);
+    let mut ranges = Vec::with_capacity(2);
+    if low > 0 {
+        ranges.push(0..low);
+    }
+    let high = size - low;
+    if high > 0 {
+        let end = MMIO_HOLE
+            .end
+            .checked_add(high)
+            .ok_or(PlaceError::RamTooLarge { size })?;
+        ranges.push(MMIO_HOLE.end..end);
+    }
+    Ok(ranges)
 }
 
 /// The RAM a standard boot writes: from 0 to the kernel's end rounded up
@@ -198,5 +229,25 @@ mod tests {
         assert_eq!(cmdline("a\0b", 64), Err(PlaceError::CmdlineNul { at: 1 }));
         assert!(cmdline("", 0).is_err());
         assert_eq!(cmdline("", 1), Ok(vec![0]));
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    // DESIGN D12: RAM below the hole, the rest above 4 GiB.
+    #[test]
+    fn kernel_ram_skips_the_mmio_hole() {
+        const G: u64 = 1 << 30;
+        assert_eq!(ram_layout(256 << 20).unwrap(), vec![0..256 << 20]);
+        assert_eq!(ram_layout(3 * G).unwrap(), vec![0..3 * G]);
+        assert_eq!(ram_layout(4 * G).unwrap(), vec![0..3 * G, 4 * G..5 * G]);
+        assert_eq!(ram_layout(64 * G).unwrap(), vec![0..3 * G, 4 * G..65 * G]);
+        assert_eq!(ram_layout(0).unwrap(), Vec::<Range<u64>>::new());
+        assert!(matches!(
+            ram_layout(u64::MAX),
+            Err(PlaceError::RamTooLarge { .. })
+        ));
     }
 }

@@ -57,57 +57,128 @@ fn gdt() -> [u64; 9] {
     ]
 }
 
-/// The system region's contents from its start to the end of the page
-/// tables, made once per process (every native VM gets a copy).
-fn system_region_image() -> &'static [u8] {
-    static IMAGE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let at = |gpa: u64| (gpa - SYSTEM_REGION_BASE) as usize;
-        let mut img = vec![0u8; at(PD_BASE + PD_COUNT * PAGE)];
-        let mut put = |gpa: u64, v: u64| {
-            img[at(gpa)..at(gpa) + 8].copy_from_slice(&v.to_le_bytes());
-        };
-        for (i, d) in gdt().iter().enumerate() {
-            put(GDT_BASE + 8 * i as u64, *d);
+/// lendvm's access region: the top of the system region, installed
+/// read-only in every VM (DESIGN D11). The access vCPU runs on its own
+/// TSS, page tables and stubs here, so no guest (a native guest may write
+/// its GDT, IDT and tables; a kernel may map any address) can change what
+/// the access vCPU executes or where it loads and stores: it always
+/// reaches its `out` and returns. In a kernel's VM it is the only lendvm
+/// memory, inside the 32-bit MMIO hole where RAM never goes (D12).
+pub const ACCESS_REGION_BASE: u64 = SYSTEM_REGION_BASE + 0x1b_a000;
+/// Its size: TSS with I/O bitmap (3 pages), PML4, PDPT, the PDs, stubs.
+pub const ACCESS_REGION_SIZE: u64 = SYSTEM_REGION_BASE + SYSTEM_REGION_SIZE - ACCESS_REGION_BASE;
+const ACCESS_TSS: u64 = ACCESS_REGION_BASE;
+const ACCESS_PML4: u64 = ACCESS_REGION_BASE + 3 * PAGE;
+/// Accessed and dirty bits, preset so that no page walk writes the
+/// read-only access tables.
+const PTE_A: u64 = 1 << 5;
+const PTE_D: u64 = 1 << 6;
+
+/// One region image being built: `put` stores a little-endian u64 at a
+/// guest address.
+struct Image {
+    base: u64,
+    bytes: Vec<u8>,
+}
+
+impl Image {
+    fn new(base: u64, end: u64) -> Image {
+        Image {
+            base,
+            bytes: vec![0; (end - base) as usize],
         }
-        // The IDT stays zero: no gate is present until the guest writes one.
-        // Identity map [0, IDENTITY_MAP_SIZE): PML4 → one PDPT → 2 MiB pages.
-        let table = PTE_P | PTE_RW | PTE_US;
-        put(PML4_BASE, PDPT_BASE | table);
+    }
+
+    fn at(&self, gpa: u64) -> usize {
+        (gpa - self.base) as usize
+    }
+
+    fn put(&mut self, gpa: u64, v: u64) {
+        let at = self.at(gpa);
+        self.bytes[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    }
+
+    /// Identity-map [0, IDENTITY_MAP_SIZE) with 2 MiB user pages: PML4 at
+    /// `pml4`, one PDPT after it, then `PD_COUNT` page directories.
+    fn identity_map(&mut self, pml4: u64, extra: u64, leaf_extra: u64) {
+        let table = PTE_P | PTE_RW | PTE_US | extra;
+        let pdpt = pml4 + PAGE;
+        let pd = pdpt + PAGE;
+        self.put(pml4, pdpt | table);
         for i in 0..PD_COUNT {
-            put(PDPT_BASE + 8 * i, (PD_BASE + i * PAGE) | table);
+            self.put(pdpt + 8 * i, (pd + i * PAGE) | table);
             for j in 0..512u64 {
-                put(
-                    PD_BASE + i * PAGE + 8 * j,
-                    ((i << 30) + j * HUGE) | table | PTE_PS,
+                self.put(
+                    pd + i * PAGE + 8 * j,
+                    ((i << 30) + j * HUGE) | table | PTE_PS | leaf_extra,
                 );
             }
         }
-        // TSS: only the I/O map base matters (no privilege changes happen
-        // at CPL3 with DPL3 handlers); the bitmap is zero (every port
-        // allowed) and ends with 0xff.
-        let tss = at(TSS_BASE);
-        img[tss + 0x66..tss + 0x68].copy_from_slice(&(IOMAP_OFFSET as u16).to_le_bytes());
-        img[tss + TSS_LIMIT as usize] = 0xff;
-        img
+    }
+
+    /// A TSS at `tss` whose I/O bitmap allows every port: only the bitmap
+    /// base matters (no privilege changes happen at CPL3 with DPL3
+    /// handlers); the bitmap is zero and ends with 0xff.
+    fn tss(&mut self, tss: u64) {
+        let at = self.at(tss);
+        self.bytes[at + 0x66..at + 0x68].copy_from_slice(&(IOMAP_OFFSET as u16).to_le_bytes());
+        self.bytes[at + TSS_LIMIT as usize] = 0xff;
+    }
+}
+
+/// The native part of the system region from its start to the end of the
+/// page tables, made once per process (every native VM gets a copy).
+fn native_image() -> &'static [u8] {
+    static IMAGE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let mut img = Image::new(SYSTEM_REGION_BASE, PD_BASE + PD_COUNT * PAGE);
+        for (i, d) in gdt().iter().enumerate() {
+            img.put(GDT_BASE + 8 * i as u64, *d);
+        }
+        // The IDT stays zero: no gate is present until the guest writes one.
+        img.identity_map(PML4_BASE, 0, 0);
+        img.tss(TSS_BASE);
+        img.bytes
     })
 }
 
-/// Write the system region's contents into `file` (mapped at
-/// `SYSTEM_REGION_BASE`): a fresh memfd, so untouched bytes read zero.
-/// Public so raw-KVM references (benchmarks) can enter the same mode.
+/// The access region's contents, made once per process.
+fn access_image() -> &'static [u8] {
+    static IMAGE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let mut img = Image::new(ACCESS_REGION_BASE, SYSTEM_REGION_BASE + SYSTEM_REGION_SIZE);
+        img.tss(ACCESS_TSS);
+        img.identity_map(ACCESS_PML4, PTE_A, PTE_D);
+        let stubs = img.at(crate::memory::access_vcpu::STUB_BASE);
+        let code = crate::memory::access_vcpu::stub_code();
+        img.bytes[stubs..stubs + code.len()].copy_from_slice(&code);
+        img.bytes
+    })
+}
+
+/// Write the whole system region (native part and access region) into
+/// `file` (mapped at `SYSTEM_REGION_BASE`): a fresh memfd, so untouched
+/// bytes read zero. Public so raw-KVM references (benchmarks) can enter
+/// the same mode.
 pub fn build_system_region(file: &GuestMemFile) -> gmem::Result<()> {
-    file.write_at(0, system_region_image())?;
-    let stubs = crate::memory::access_vcpu::STUB_BASE - SYSTEM_REGION_BASE;
-    file.write_at(stubs, &crate::memory::access_vcpu::stub_code())?;
-    Ok(())
+    file.write_at(0, native_image())?;
+    file.write_at(ACCESS_REGION_BASE - SYSTEM_REGION_BASE, access_image())
+}
+
+/// Write the access region alone into `file` (mapped at
+/// `ACCESS_REGION_BASE`): a VM that boots a kernel needs nothing else.
+pub(crate) fn build_access_region(file: &GuestMemFile) -> gmem::Result<()> {
+    file.write_at(0, access_image())
 }
 
 // The system region's layout is checked when lendvm is compiled.
 const _: () = {
     assert!(TSS_BASE + TSS_LIMIT < PML4_BASE);
-    assert!(PD_BASE + PD_COUNT * PAGE <= crate::memory::access_vcpu::STUB_BASE);
-    assert!(crate::memory::access_vcpu::STUB_BASE + 64 <= SYSTEM_REGION_BASE + SYSTEM_REGION_SIZE);
+    assert!(PD_BASE + PD_COUNT * PAGE <= ACCESS_REGION_BASE);
+    assert!(ACCESS_REGION_BASE.is_multiple_of(PAGE));
+    assert!(ACCESS_TSS + TSS_LIMIT < ACCESS_PML4);
+    assert!(ACCESS_PML4 + (2 + PD_COUNT) * PAGE <= crate::memory::access_vcpu::STUB_BASE);
+    assert!(crate::memory::access_vcpu::STUB_BASE + 128 <= SYSTEM_REGION_BASE + SYSTEM_REGION_SIZE);
     assert!(IDT_BASE + IDT_ENTRIES * 16 <= TSS_BASE);
     assert!(SYSTEM_REGION_BASE + SYSTEM_REGION_SIZE <= IDENTITY_MAP_SIZE);
 };
@@ -161,6 +232,20 @@ pub fn native_sregs(sregs: &mut kvm_sregs) {
     sregs.efer = 0x500; // LMA | LME
 }
 
+/// Special registers of the access vCPU: the native mode's, on the access
+/// region's TSS and page tables, with no GDT or IDT (segments are loaded
+/// from these registers; a fault in a stub ends in a triple fault, which
+/// the access vCPU reports as an error instead of running anything).
+pub(crate) fn access_sregs(sregs: &mut kvm_sregs) {
+    native_sregs(sregs);
+    sregs.tr.base = ACCESS_TSS;
+    sregs.gdt.base = 0;
+    sregs.gdt.limit = 0;
+    sregs.idt.base = 0;
+    sregs.idt.limit = 0;
+    sregs.cr3 = ACCESS_PML4;
+}
+
 fn flat(selector: u16, type_: u8, long: bool) -> kvm_segment {
     kvm_segment {
         dpl: 0,
@@ -186,13 +271,63 @@ pub fn pvh_sregs(sregs: &mut kvm_sregs) {
     sregs.efer = 0;
 }
 
-/// Special registers for Linux's 64-bit boot protocol: long mode at CPL0
-/// with lendvm's GDT (64-bit code at `KERNEL_CODE_SELECTOR`) and its
-/// identity-map page tables.
+/// Where the Linux 64-bit boot protocol's entry tables live in guest RAM,
+/// as other microVMs place them (DESIGN D12: a kernel's VM has no lendvm
+/// system region): a three-entry GDT and page tables identity-mapping the
+/// first 4 GiB with 2 MiB pages, all below the EBDA.
+pub const BOOT_GDT: u64 = 0x500;
+/// The boot PML4; the PDPT and four page directories follow it.
+pub const BOOT_PML4: u64 = 0x9000;
+const BOOT_PDPT: u64 = BOOT_PML4 + PAGE;
+const BOOT_PD: u64 = BOOT_PDPT + PAGE;
+/// GiB the boot page tables map.
+const BOOT_MAP_GIB: u64 = 4;
+/// One past the last byte of the boot page tables.
+pub const BOOT_TABLES_END: u64 = BOOT_PD + BOOT_MAP_GIB * PAGE;
+
+/// The Linux 64-bit entry's GDT and page tables, as (guest address,
+/// bytes) to write into guest RAM.
+pub fn linux64_tables() -> Vec<(u64, Vec<u8>)> {
+    let words = |w: &[u64]| w.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
+    let gdt = [
+        0,
+        segment_descriptor(0x9a, 0xa), // 0x08: 64-bit code, DPL 0
+        segment_descriptor(0x92, 0xc), // 0x10: data, DPL 0
+    ];
+    let table = PTE_P | PTE_RW;
+    let pdpt: Vec<u64> = (0..BOOT_MAP_GIB)
+        .map(|i| (BOOT_PD + i * PAGE) | table)
+        .collect();
+    let pds: Vec<u64> = (0..BOOT_MAP_GIB * 512)
+        .map(|j| (j * HUGE) | table | PTE_PS)
+        .collect();
+    vec![
+        (BOOT_GDT, words(&gdt)),
+        (BOOT_PML4, words(&[BOOT_PDPT | table])),
+        (BOOT_PDPT, words(&pdpt)),
+        (BOOT_PD, words(&pds)),
+    ]
+}
+
+/// Special registers for Linux's 64-bit boot protocol: long mode at CPL0,
+/// flat segments from the tables of [`linux64_tables`] (in guest RAM).
 pub fn linux64_sregs(sregs: &mut kvm_sregs) {
-    native_sregs(sregs);
     sregs.cs = flat(KERNEL_CODE_SELECTOR, 0xb, true);
     set_data_segments(sregs, flat(KERNEL_DATA_SELECTOR, 0x3, false));
+    sregs.tr = kvm_segment {
+        limit: 0x67,
+        type_: 0xb,
+        present: 1,
+        ..Default::default()
+    };
+    sregs.gdt.base = BOOT_GDT;
+    sregs.gdt.limit = 3 * 8 - 1;
+    sregs.idt.base = 0;
+    sregs.idt.limit = 0;
+    sregs.cr0 = 0x8000_0033; // PG | NE | ET | MP | PE
+    sregs.cr3 = BOOT_PML4;
+    sregs.cr4 = 0x620; // OSXMMEXCPT | OSFXSR | PAE
+    sregs.efer = 0x500; // LMA | LME
 }
 
 /// The general-purpose registers of the boot context, in x86 instruction

@@ -317,3 +317,45 @@ fn every_store_to_shared_memory_is_seen_exactly_by_the_host() {
         assert_eq!(u64_at(&f, 0x5000).unwrap(), 2);
     }
 }
+
+// DESIGN D11: the access vCPU's tables and stubs are read-only to the
+// guest. A hostile guest that writes `jmp $` over the stubs and zeroes the
+// access page tables gets its stores as MMIO exits (nothing changes), and
+// private accesses completed through the access vCPU afterwards still
+// land exactly.
+#[test]
+fn a_guest_cannot_change_what_the_access_vcpu_runs() {
+    let Some(g) = guest() else { return };
+    let mut r = region(&g, FileKind::Private);
+    let mut vcpu = g.vm.add_vcpu(0).unwrap();
+    g.vm.start().unwrap();
+    let mut cell = Cell::new(&mut vcpu);
+    let base = vmm::x86::ACCESS_REGION_BASE;
+    let end = base + vmm::x86::ACCESS_REGION_SIZE;
+    let stubs = end - 4096;
+    let targets = [stubs, stubs + 8, base, base + 0x3000, base + 0x5000];
+    let before: Vec<u64> = targets.iter().map(|&a| cell.read(a, 8).unwrap()).collect();
+    assert_ne!(before[0], 0, "the stubs are readable");
+    for &at in &targets {
+        cell.send(CMD_WRITE, &[at, 0xfeeb_feeb_feeb_feeb, 8])
+            .unwrap();
+        match cell.finish() {
+            Err(CellError::Exit(Exit::Mmio {
+                phys_addr,
+                is_write: true,
+                ..
+            })) => assert_eq!(phys_addr, at),
+            other => panic!("a store to the access region at {at:#x} gave {other:?}"),
+        }
+        cell.vcpu().set_resume(ResumeAction::Handled);
+        assert_eq!(cell.finish().unwrap(), 0);
+    }
+    let after: Vec<u64> = targets.iter().map(|&a| cell.read(a, 8).unwrap()).collect();
+    assert_eq!(after, before, "the access region changed");
+    let completed = g.vm.metrics().memory.completed_accesses;
+    half_bound(&g, &mut cell, &mut r, FileKind::Private);
+    assert!(
+        g.vm.metrics().memory.completed_accesses > completed,
+        "the private stores were not completed through the access vCPU"
+    );
+}

@@ -248,7 +248,10 @@ fn dtb_config_and_start_follow_the_rules() {
 fn a_vm_without_irqchip_refuses_irqfds_and_still_runs() {
     let Some(dev) = device() else { return };
     let vm = dev
-        .create_vm_with(vmm::VmOptions { irqchip: false })
+        .create_vm_with(vmm::VmOptions {
+            irqchip: false,
+            ..Default::default()
+        })
         .unwrap();
     let e = EventFd::new(0).unwrap();
     let err = vm.add_irqfd(&e, 1, false).unwrap_err();

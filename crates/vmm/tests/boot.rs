@@ -282,3 +282,77 @@ fn debian_vmlinux_boots_through_its_pvh_note() {
         (0x336e_c578, 0, 3)
     );
 }
+
+// DESIGN D12 / issue 9: RAM below the 32-bit MMIO hole and the rest above
+// 4 GiB, as every x86 VMM lays it out. 64 GiB on a smaller host starts
+// (nothing is allocated until touched), the memory map tells the guest
+// both ranges, and the only lendvm memory left is the access region in
+// the hole.
+#[test]
+fn a_64_gib_pvh_guest_gets_ram_on_both_sides_of_the_mmio_hole() {
+    const G: u64 = 1 << 30;
+    let Some(dev) = device() else { return };
+    let vm = dev
+        .create_vm_with(vmm::VmOptions {
+            native: false,
+            ..vmm::VmOptions::default()
+        })
+        .unwrap();
+    let layout = vmm::placement::ram_layout(64 * G).unwrap();
+    assert_eq!(layout, vec![0..3 * G, 4 * G..65 * G]);
+    let ram = vm
+        .create_guest_memfd(64 * G, gmem::Mode::HostMappable)
+        .unwrap();
+    let mut offset = 0;
+    for r in &layout {
+        let size = r.end - r.start;
+        vm.bind(&BindRequest::new(
+            &ram,
+            GuestAddress(r.start),
+            offset,
+            size,
+            Access::Share,
+            Perms::RWX,
+        ))
+        .unwrap();
+        offset += size;
+    }
+    for (r, _) in vm.installed() {
+        assert!(
+            r.end <= 3 * G || r.start >= 4 * G || r.start >= vmm::x86::ACCESS_REGION_BASE,
+            "{r:x?}: only the access region may sit in the MMIO hole"
+        );
+    }
+    let elf = ElfImage::parse(test_guests::images::PVH_HELLO).unwrap();
+    vmm::boot::prepare_pvh(&vm, &elf, &BootArgs::default()).unwrap();
+    let info: hvm_start_info = read(&vm, START_INFO);
+    let map: Vec<(u64, u64, u32)> = (0..info.memmap_entries as usize)
+        .map(|i| {
+            let e: hvm_memmap_table_entry = read(
+                &vm,
+                info.memmap_paddr + (i * size_of::<hvm_memmap_table_entry>()) as u64,
+            );
+            ({ e.addr }, { e.size }, { e.type_ })
+        })
+        .collect();
+    assert_eq!(
+        map,
+        vec![
+            (0, 0x9_fc00, 1),
+            (0x9_fc00, 0x10_0000 - 0x9_fc00, 2),
+            (0x10_0000, 3 * G - 0x10_0000, 1),
+            (4 * G, 61 * G, 1),
+        ]
+    );
+    let out = Arc::new(Mutex::new(Vec::new()));
+    vm.add_legacy_devices(Console::Buffer(out.clone()), None)
+        .unwrap();
+    let mut vcpu = vm.add_vcpu(0).unwrap();
+    vm.start().unwrap();
+    let exit = vcpu.run().unwrap();
+    assert!(
+        matches!(exit, Exit::Status(Status::Exited(e)) if e.kind == exit_kind::RESET),
+        "{exit:?}"
+    );
+    assert_eq!(out.lock().unwrap().as_slice(), b"Hello from a PVH guest\n");
+}

@@ -11,8 +11,9 @@
 //! held, never runs guest code, and is wiped after every use: the value it
 //! carried leaves its registers and lendvm's copies (DESIGN D11).
 //!
-//! It needs lendvm's system region (native VMs) and guest addresses inside
-//! the identity map; anything else cannot be completed and the guest's
+//! Its TSS, page tables and stubs are lendvm's access region, read-only to
+//! every guest and present in every VM (`x86::ACCESS_REGION_BASE`). Guest
+//! addresses beyond its identity map cannot be completed and the guest's
 //! vCPU ends CRASHED (`Crash::Uncompletable`).
 
 use kvm_bindings::{CpuId, kvm_regs};
@@ -23,7 +24,7 @@ use crate::{Error, Result, x86};
 
 /// The port the stubs report completion on (nothing else uses it).
 const STUB_PORT: u16 = 0xef;
-/// Where the stubs live in the system region.
+/// Where the stubs live: the last page of the access region.
 pub(crate) const STUB_BASE: u64 = SYSTEM_REGION_BASE + 0x1f_f000;
 /// Distance between stubs.
 const STUB_STRIDE: u64 = 16;
@@ -88,7 +89,7 @@ impl AccessVcpu {
         let mut sregs = fd
             .get_sregs()
             .map_err(|e| Error::kvm("KVM_GET_SREGS (access vCPU)", e))?;
-        x86::native_sregs(&mut sregs);
+        x86::access_sregs(&mut sregs);
         fd.set_sregs(&sregs)
             .map_err(|e| Error::kvm("KVM_SET_SREGS (access vCPU)", e))?;
         if irqchip {

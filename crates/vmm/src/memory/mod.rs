@@ -18,6 +18,7 @@
 pub(crate) mod access_vcpu;
 mod guest;
 mod host_io;
+mod host_memory;
 mod slots;
 mod user_regions;
 
@@ -31,6 +32,7 @@ use kvm_bindings::CpuId;
 use kvm_ioctls::VmFd;
 
 pub(crate) use guest::{Completed, Fragment, wipe};
+pub use host_memory::HostMemory;
 pub(crate) use slots::Backing;
 use slots::Slots;
 use user_regions::UserRegion;
@@ -204,7 +206,7 @@ pub(crate) struct MemState {
     stats: MemoryStats,
     access: AccessVcpuSource,
     access_vcpu: Option<access_vcpu::AccessVcpu>,
-    /// lendvm's system region (with the access stubs) is installed.
+    /// lendvm's access region (with the access stubs) is installed.
     stubs: bool,
 }
 
@@ -242,37 +244,49 @@ impl MemState {
         })
     }
 
-    /// Install lendvm's system region (not a binding) at `gpa`: one of the
-    /// reserved slots.
-    pub(crate) fn install_system_region(&mut self, gpa: u64, file: &GuestMemFile) -> Result<()> {
+    /// Install a region of lendvm's own (not a binding) at `range`,
+    /// backed by `file` from `offset`: one of the reserved slots. The
+    /// access region (`readonly`) carries the access vCPU's stubs.
+    pub(crate) fn install_lendvm_region(
+        &mut self,
+        range: Range<u64>,
+        file: &GuestMemFile,
+        offset: u64,
+        readonly: bool,
+        what: &'static str,
+    ) -> Result<()> {
         self.reserve_slots(1)?;
-        let r = gpa..gpa + file.size();
-        if let Err(e) = self.reserve(r.clone(), "lendvm's system region") {
+        if let Err(e) = self.reserve(range.clone(), what) {
             self.budget_used -= 1;
             return Err(e);
         }
-        if let Err(e) = self
-            .slots
-            .install(r.clone(), Backing::File(file.clone(), 0), false)
+        if let Err(e) =
+            self.slots
+                .install(range.clone(), Backing::File(file.clone(), offset), readonly)
         {
-            self.reserved.remove(r.start);
+            self.reserved.remove(range.start);
             self.budget_used -= 1;
             return Err(e);
         }
-        self.stubs = true;
+        if range.contains(&access_vcpu::STUB_BASE) {
+            self.stubs = true;
+        }
         Ok(())
     }
 
-    /// Remove lendvm's system region (a VM that boots a PVH or Linux
-    /// kernel brings its own tables).
-    pub(crate) fn remove_system_region(&mut self, gpa: u64, size: u64) -> Result<()> {
-        if self.reserved.get(gpa).is_none() {
+    /// Remove a region of lendvm's own installed at `range` (the native
+    /// part of the system region goes when a VM boots a PVH or Linux
+    /// kernel, which brings its own tables).
+    pub(crate) fn remove_lendvm_region(&mut self, range: Range<u64>) -> Result<()> {
+        if self.reserved.get(range.start).is_none() {
             return Ok(());
         }
-        self.slots.uninstall(gpa..gpa + size)?;
-        self.reserved.remove(gpa);
+        self.slots.uninstall(range.clone())?;
+        self.reserved.remove(range.start);
         self.budget_used -= 1;
-        self.stubs = false;
+        if range.contains(&access_vcpu::STUB_BASE) {
+            self.stubs = false;
+        }
         Ok(())
     }
 

@@ -4,14 +4,11 @@ use std::ops::Range;
 use std::sync::MutexGuard;
 
 use binding::{PAGE_SIZE, Perms};
-use gmem::GuestMemFile;
 use vm_memory::GuestAddress;
 
 use super::{Vm, VmMetrics};
 use crate::boot::BootMode;
-use crate::native_abi::{
-    MMIO_WINDOW_BASE, MMIO_WINDOW_SIZE, SYSTEM_REGION_BASE, SYSTEM_REGION_SIZE,
-};
+use crate::native_abi::{MMIO_WINDOW_BASE, MMIO_WINDOW_SIZE, SYSTEM_REGION_BASE};
 use crate::vcpu::Status;
 use crate::{Error, Result, lock, x86};
 
@@ -90,9 +87,9 @@ pub(crate) struct Config {
     pub(crate) mmio_window: Range<u64>,
     /// How vCPUs enter the guest.
     pub(crate) boot_mode: BootMode,
-    /// lendvm's own memory (GDT, IDT, TSS, page tables, access stubs):
-    /// native VMs only.
-    pub(crate) system: Option<GuestMemFile>,
+    /// The native part of lendvm's system region (GDT, IDT, TSS, page
+    /// tables) is installed: native VMs only (DESIGN D12).
+    pub(crate) native_region: bool,
 }
 
 impl Config {
@@ -104,7 +101,7 @@ impl Config {
             boot: BootContext::default(),
             mmio_window: MMIO_WINDOW_BASE..MMIO_WINDOW_BASE + MMIO_WINDOW_SIZE,
             boot_mode: BootMode::Native,
-            system: None,
+            native_region: false,
         }
     }
 
@@ -210,17 +207,18 @@ impl Vm {
     }
 
     /// How vCPUs enter the guest (default: lendvm's native mode). The
-    /// `boot` module sets it for PVH and Linux images; a PVH guest brings
-    /// its own tables, so lendvm's system region goes and the whole address
-    /// space is the guest's (DESIGN D12). Before START only.
+    /// `boot` module sets it for PVH and Linux images, whose entry tables
+    /// live in guest RAM: the native part of lendvm's system region goes
+    /// and only the small read-only access region stays, inside the 32-bit
+    /// MMIO hole (DESIGN D12). Before START only.
     pub fn set_boot_mode(&self, mode: BootMode) -> Result<()> {
         let mut cfg = self.require_not_started("choosing the boot mode")?;
-        if matches!(mode, BootMode::Pvh { .. }) && cfg.system.is_some() {
+        if mode != BootMode::Native && cfg.native_region {
             self.inner
                 .memory
                 .lock()
-                .remove_system_region(SYSTEM_REGION_BASE, SYSTEM_REGION_SIZE)?;
-            cfg.system = None;
+                .remove_lendvm_region(SYSTEM_REGION_BASE..x86::ACCESS_REGION_BASE)?;
+            cfg.native_region = false;
         }
         cfg.boot_mode = mode;
         Ok(())
@@ -282,6 +280,11 @@ impl Vm {
         }
         if dtb.size == 0 {
             return Err(Error::Invalid("the DTB size is 0".into()));
+        }
+        if cfg.boot_mode == BootMode::Native && !cfg.native_region {
+            return Err(Error::Invalid(
+                "the VM has no lendvm system region (created with VmOptions::native off, or a PVH/Linux boot mode was chosen earlier): it cannot enter lendvm's native mode".into(),
+            ));
         }
         // Whole pages around the DTB (SPEC B-VM-3.2 [REC]); set_location
         // checked that addr + size does not wrap.

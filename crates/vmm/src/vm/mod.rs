@@ -25,10 +25,11 @@ pub use counters::VmMetrics;
 
 use crate::device::{DeviceInner, GuestMem, VmOptions};
 use crate::functions::{self, Ioevent};
-use crate::memory::{AccessVcpuSource, VmMemory};
+use crate::memory::{AccessVcpuSource, HostMemory, VmMemory};
 use crate::native_abi::{SYSTEM_REGION_BASE, SYSTEM_REGION_SIZE};
 use crate::ports::{Console, Ports};
 use crate::vcpu::{Status, Vcpu, VcpuCore};
+use crate::x86::{ACCESS_REGION_BASE, ACCESS_REGION_SIZE};
 use crate::{Error, Result, lock, x86};
 
 /// A binding request: `size` bytes of `mem` from `offset` at guest address
@@ -190,21 +191,43 @@ impl Vm {
                 boot_done: Arc::new(OnceLock::new()),
             }),
         };
-        // lendvm's native mode needs its system region. Installing it now,
-        // before any interrupt controller or ioeventfd exists, keeps it off
-        // KVM's slow first-memslot-change path (DESIGN §1).
-        vm.install_system_region()?;
+        // lendvm's regions are installed now, before any interrupt
+        // controller or ioeventfd exists, which keeps them off KVM's slow
+        // first-memslot-change path (DESIGN §1).
+        vm.install_lendvm_regions(options.native)?;
         Ok(vm)
     }
 
-    fn install_system_region(&self) -> Result<()> {
-        let system = GuestMemFile::memfd(SYSTEM_REGION_SIZE, file_flags::CLOEXEC)?;
-        x86::build_system_region(&system)?;
-        self.inner
-            .memory
-            .lock()
-            .install_system_region(SYSTEM_REGION_BASE, &system)?;
-        lock(&self.inner.config).system = Some(system);
+    /// Every VM gets the read-only access region (its access vCPU's
+    /// tables and stubs); native VMs also the native part of the system
+    /// region (GDT, IDT, TSS, page tables), from one memfd.
+    fn install_lendvm_regions(&self, native: bool) -> Result<()> {
+        let mut memory = self.inner.memory.lock();
+        let access = ACCESS_REGION_BASE..SYSTEM_REGION_BASE + SYSTEM_REGION_SIZE;
+        if native {
+            let system = GuestMemFile::memfd(SYSTEM_REGION_SIZE, file_flags::CLOEXEC)?;
+            x86::build_system_region(&system)?;
+            memory.install_lendvm_region(
+                SYSTEM_REGION_BASE..ACCESS_REGION_BASE,
+                &system,
+                0,
+                false,
+                "lendvm's system region",
+            )?;
+            memory.install_lendvm_region(
+                access,
+                &system,
+                ACCESS_REGION_BASE - SYSTEM_REGION_BASE,
+                true,
+                "lendvm's access region",
+            )?;
+        } else {
+            let file = GuestMemFile::memfd(ACCESS_REGION_SIZE, file_flags::CLOEXEC)?;
+            x86::build_access_region(&file)?;
+            memory.install_lendvm_region(access, &file, 0, true, "lendvm's access region")?;
+        }
+        drop(memory);
+        lock(&self.inner.config).native_region = native;
         Ok(())
     }
 
@@ -335,6 +358,13 @@ impl Vm {
             size,
         })?;
         self.inner.memory.lock().lend_now(guest.0..end)
+    }
+
+    /// The VM's host-accessible memory as vm-memory's `GuestMemory` (see
+    /// [`HostMemory`]): boot paths load kernels straight into it. Its pages
+    /// cannot be lent while it lives.
+    pub fn host_memory(&self) -> Result<HostMemory> {
+        self.inner.memory.lock().host_memory()
     }
 
     /// Host read of guest memory through the bindings: refused on lent
