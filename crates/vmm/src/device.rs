@@ -10,6 +10,7 @@ use gmem::{GuestMemFile, GuestMemfdSupport};
 use kvm_bindings::CpuId;
 use kvm_ioctls::{Cap, Kvm};
 
+use crate::reaper::Reaper;
 use crate::registry::{Reclaimer, Registry};
 use crate::{Error, Result, Vm};
 
@@ -43,7 +44,8 @@ pub struct VmOptions {
     /// hosts KVM's first memslot change after creating it waits about 7 ms
     /// for an SRCU grace period (measured): memory bound before then does
     /// not pay it, memory installed later (demand paging) does. A VM
-    /// without one never pays it.
+    /// without one never pays it. (Closing a VM soon after waits for the
+    /// same grace periods; its device does that in the background.)
     pub irqchip: bool,
     /// The VM may enter lendvm's native mode, so it gets lendvm's system
     /// region (GDT, IDT, TSS, page tables at `native_abi::SYSTEM_REGION_BASE`),
@@ -76,6 +78,8 @@ pub(crate) struct DeviceInner {
     pub(crate) caps: Capabilities,
     cpuid: OnceLock<std::result::Result<CpuId, i32>>,
     pub(crate) registry: Arc<Registry>,
+    /// Closes the KVM files of dropped VMs in the background.
+    pub(crate) reaper: Reaper,
 }
 
 impl DeviceInner {
@@ -164,8 +168,19 @@ impl Device {
                 caps,
                 cpuid: OnceLock::new(),
                 registry: Arc::new(Registry::default()),
+                reaper: Reaper::default(),
             }),
         })
+    }
+
+    /// Wait until the kernel has finished tearing down every VM of this
+    /// device that was dropped. A dropped VM's own teardown (bindings,
+    /// lent pages, vCPUs) is complete when the drop returns; the last
+    /// close of its KVM file, which can wait up to ~16 ms for the kernel,
+    /// runs on a background thread (at most 16 at a time). Dropping the
+    /// device waits too. Useful before counting descriptors or memory.
+    pub fn wait_for_teardown(&self) {
+        self.inner.reaper.wait_idle();
     }
 
     /// What the host supports.

@@ -39,6 +39,7 @@ pub mod loader;
 mod memory;
 pub mod placement;
 mod ports;
+mod reaper;
 mod registry;
 mod vcpu;
 mod vm;

@@ -106,7 +106,6 @@ pub enum Function {
 }
 
 pub(crate) struct VmInner {
-    pub(crate) device: Arc<DeviceInner>,
     pub(crate) id: VmId,
     pub(crate) fd: Arc<VmFd>,
     pub(crate) memory: Arc<VmMemory>,
@@ -128,6 +127,8 @@ pub(crate) struct VmInner {
     irqchip_made: OnceLock<()>,
     /// Time from creation to the guest's boot-complete write.
     boot_done: Arc<OnceLock<Duration>>,
+    /// Last, so that it drops after the VM file it may close (the reaper).
+    pub(crate) device: Arc<DeviceInner>,
 }
 
 /// KVM_CAP_EXCEPTION_PAYLOAD.
@@ -577,5 +578,8 @@ impl Drop for VmInner {
         let mut reg = self.device.registry.lock();
         self.memory.lock().destroy();
         reg.destroy_vm(self.id);
+        drop(reg);
+        // lendvm's teardown is complete; the kernel's may wait (reaper.rs).
+        self.device.reaper.release(self.fd.clone());
     }
 }
