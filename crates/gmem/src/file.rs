@@ -522,20 +522,33 @@ impl GuestMemFile {
     /// pages), its demand chunk: lend all of it (DESIGN D2), or nothing.
     /// `Busy` if a host view intersects the window (SPEC GM-MM-6),
     /// `WrongState` if a page is not lend-bound or lent to `vm` (e.g. the
-    /// host is reclaiming it).
-    pub fn lend_window(&self, vm: VmId, window: Range<u64>) -> Result<(), Error> {
+    /// host is reclaiming it). Returns the byte ranges this call lent:
+    /// pages already lent to `vm` stay as they were, and only the returned
+    /// ranges may be handed to [`GuestMemFile::cancel_lend`].
+    pub fn lend_window(&self, vm: VmId, window: Range<u64>) -> Result<Vec<Range<u64>>, Error> {
         let pages = self.pages(window.start, window.end.saturating_sub(window.start))?;
         if pages.is_empty() {
             return Err(self.out_of_bounds(window.start, 0));
         }
-        self.lock().lend_window(pages, vm).map(drop)
+        let fresh = self.lock().lend_window(pages, vm)?;
+        Ok(fresh
+            .into_iter()
+            .map(|r| r.start * PAGE_SIZE..r.end * PAGE_SIZE)
+            .collect())
     }
 
     /// Undo a lend the guest never received (the VM manager could not
-    /// install it): the pages become lend-bound again, content kept.
-    pub fn cancel_lend(&self, vm: VmId, offset: u64, len: u64) -> Result<(), Error> {
-        let pages = self.pages(offset, len)?;
-        self.lock().cancel_lend(pages, vm)
+    /// install it): `lent`, the ranges [`GuestMemFile::lend_window`]
+    /// returned, become lend-bound again, content kept. Only pages the
+    /// guest never had may become host-accessible this way: pages it had
+    /// been lent before stay lent until a reclaim zeroes them (D5).
+    pub fn cancel_lend(&self, vm: VmId, lent: &[Range<u64>]) -> Result<(), Error> {
+        let mut st = self.lock();
+        for r in lent {
+            let pages = self.pages(r.start, r.end.saturating_sub(r.start))?;
+            st.cancel_lend(pages, vm)?;
+        }
+        Ok(())
     }
 
     /// The binding of `vm` over `[offset, offset + len)` is gone (UNMAP or

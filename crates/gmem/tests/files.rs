@@ -333,6 +333,30 @@ fn a_live_view_blocks_lending_with_ebusy() {
     }
 }
 
+// DESIGN D5, D11: a lend the guest never received is undone page by page:
+// only what that lend added becomes host-accessible again; pages the guest
+// had been lent before (and may have written) stay lent.
+#[test]
+fn cancelling_a_lend_undoes_only_the_pages_it_lent() {
+    for f in mappable_kinds(8 * P) {
+        f.bind(VM, &binding(0, 8 * P, Access::Lend)).unwrap();
+        assert_eq!(f.lend_window(VM, 2 * P..3 * P).unwrap(), vec![2 * P..3 * P]);
+        f.write_for_guest(VM, 2 * P, b"guest secret").unwrap();
+        // A later chunk lend around the page: only the rest is new.
+        let fresh = f.lend_window(VM, 0..4 * P).unwrap();
+        assert_eq!(fresh, vec![0..2 * P, 3 * P..4 * P]);
+        f.cancel_lend(VM, &fresh).unwrap();
+        assert_eq!(f.page_state(P), PageState::LendBound(VM));
+        assert_eq!(f.page_state(3 * P), PageState::LendBound(VM));
+        assert_eq!(f.page_state(2 * P), PageState::Lent(VM));
+        let mut buf = [0u8; 12];
+        assert!(matches!(
+            f.read_at(2 * P, &mut buf),
+            Err(Error::Lent { vm: VM, .. })
+        ));
+    }
+}
+
 // DESIGN D5: lent pages come back zeroed; shared pages keep their content.
 #[test]
 fn release_zeroes_lent_pages_and_keeps_shared_ones() {

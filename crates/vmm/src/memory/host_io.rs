@@ -26,7 +26,8 @@ impl MemState {
                 break;
             }
             let piece: Range<u64> = at..r.end.min(end);
-            let offset = b.info.offset + (piece.start - r.start);
+            // `overlapping` gave the binding that holds `piece.start`.
+            let offset = b.info.file_offset_of(piece.start).unwrap_or(b.info.offset);
             let n = piece.end - piece.start;
             b.file.check_host_access(offset, n)?;
             pieces.push((

@@ -41,7 +41,8 @@ impl MemState {
                     continue;
                 }
                 let view = b.file.view(run.start, run.end - run.start)?;
-                let gpa = range.start + (run.start - b.info.offset);
+                // `page_states` answered for the binding's own file range.
+                let gpa = b.info.guest_addr_of(run.start).unwrap_or(range.start);
                 let (region, registration) = view.into_parts();
                 let region = GuestRegionMmap::new(region, GuestAddress(gpa)).ok_or_else(|| {
                     Error::Invalid(format!(

@@ -102,10 +102,12 @@ impl Bound {
         self.window(start).start..self.window(end - 1).end
     }
 
-    /// The file range behind a guest range of the binding.
+    /// The file range behind a guest range of the binding (callers pass
+    /// ranges inside it; anything else maps to an empty range).
     fn file_range(&self, r: &Range<u64>) -> Range<u64> {
-        let off = self.info.offset + (r.start - self.info.guest_addr);
-        off..off + (r.end - r.start)
+        self.info
+            .file_range_of(r)
+            .unwrap_or(self.info.offset..self.info.offset)
     }
 
     /// Memslots the binding can need: one for a share binding (installed
@@ -310,42 +312,23 @@ impl MemState {
         }
         let need = b.slots_needed();
         self.reserve_slots(need)?;
-        let applied = (|| {
-            file.bind(self.vm, &info)?;
-            if info.access() == Access::Share || !self.demand_paging {
-                let installed = (|| {
-                    if info.is_lend() {
-                        file.lend_window(self.vm, info.offset..info.file_end())?;
-                    }
-                    self.slots.install(
-                        range.clone(),
-                        Backing::File(file.clone(), info.offset),
-                        b.readonly(),
-                    )
-                })();
-                if let Err(e) = installed {
-                    // The guest never had the pages: back to the host as
-                    // they were (nothing to zero).
-                    if info.is_lend() {
-                        let _ = file.cancel_lend(self.vm, info.offset, info.size);
-                    }
-                    let _ = file.release(self.vm, info.offset, info.size);
-                    return Err(e);
-                }
-            }
-            Ok(())
-        })();
-        match applied {
-            Ok(()) => {
-                // The registry refused overlaps already.
-                let _ = self.bound.insert(range, b);
-                Ok(())
-            }
-            Err(e) => {
+        if let Err(e) = file.bind(self.vm, &info) {
+            self.budget_used -= need;
+            return Err(e.into());
+        }
+        if info.access() == Access::Share || !self.demand_paging {
+            let whole = [(b.clone(), range.clone())];
+            if let Err(e) = self.lend_and_install(&whole, info.is_lend()) {
+                // The guest never had the pages: back to the host as they
+                // were (nothing to zero).
+                let _ = file.release(self.vm, info.offset, info.size);
                 self.budget_used -= need;
-                Err(e)
+                return Err(e.into_error(&range));
             }
         }
+        // The registry refused overlaps already.
+        let _ = self.bound.insert(range, b);
+        Ok(())
     }
 
     /// Part (or all) of a binding goes (SPEC B-RM-3/4): `removed` leaves
@@ -427,17 +410,19 @@ impl MemState {
         if is_write && !b.info.perms().write {
             return Ok(Touch::WriteDenied);
         }
-        let offset = b.info.offset + (gpa - b.info.guest_addr);
+        // `bound.get` found the binding at `gpa`.
+        let offset = b.info.file_offset_of(gpa).unwrap_or(b.info.offset);
         let paged = !self.slots.is_installed(gpa);
         if paged {
             // Slots are unions of whole chunks, so the chunk around an
             // uninstalled address is uninstalled whole.
             let window = b.window(gpa);
             let window = self.slots_gap(gpa, window);
-            match self.give(&b, window.clone()) {
+            match self.lend_and_install(&[(b.clone(), window.clone())], true) {
                 Ok(()) => {}
-                Err(GiveError::Refused) => return Ok(Touch::Refused),
-                Err(GiveError::Fatal(e)) => return Err(e),
+                // State says no (a host view, a reclaim): a -EPERM fault.
+                Err(e) if e.is_refusal() => return Ok(Touch::Refused),
+                Err(e) => return Err(e.into_error(&window)),
             }
             self.stats.demand_chunks += 1;
             self.stats.demand_bytes += window.end - window.start;
@@ -471,36 +456,54 @@ impl MemState {
         })
     }
 
-    /// Lend `window` of binding `b` to the guest and install it.
-    fn give(&mut self, b: &Bound, window: Range<u64>) -> std::result::Result<(), GiveError> {
-        let file_window = b.file_range(&window);
-        match b.file.lend_window(self.vm, file_window.clone()) {
-            Ok(()) => {}
-            Err(gmem::Error::Busy { .. } | gmem::Error::WrongState { .. }) => {
-                return Err(GiveError::Refused);
+    /// The one way memory reaches the guest: lend each window of `parts`
+    /// (when `lend`; share bindings only install) and install its
+    /// uninstalled gaps, one slot each. All or nothing: on any failure the
+    /// slots installed here are removed and the pages lent here go back to
+    /// the host as they were (the guest never had them: nothing to zero);
+    /// pages the guest had been lent before stay lent.
+    fn lend_and_install(&mut self, parts: &[(Bound, Range<u64>)], lend: bool) -> Result<(), Step> {
+        let mut lent: Vec<(&GuestMemFile, Vec<Range<u64>>)> = Vec::new();
+        let mut installed: Vec<Range<u64>> = Vec::new();
+        let mut result = Ok(());
+        if lend {
+            for (b, w) in parts {
+                match b.file.lend_window(self.vm, b.file_range(w)) {
+                    Ok(fresh) => lent.push((&b.file, fresh)),
+                    Err(e) => {
+                        result = Err(Step::Lend(e));
+                        break;
+                    }
+                }
             }
-            Err(e) => return Err(GiveError::Fatal(e.into())),
         }
-        let backing = Backing::File(b.file.clone(), file_window.start);
-        if let Err(e) = self.slots.install(window, backing, b.readonly()) {
-            // The guest never got the pages.
-            let _ = b.file.cancel_lend(
-                self.vm,
-                file_window.start,
-                file_window.end - file_window.start,
-            );
-            return Err(match e {
-                Error::NoSlots { .. } | Error::Busy(_) => GiveError::Refused,
-                e => GiveError::Fatal(e),
-            });
+        'install: for (b, w) in parts {
+            if result.is_err() {
+                break;
+            }
+            for gap in self.slots.gaps(w.clone()) {
+                let backing = Backing::File(b.file.clone(), b.file_range(&gap).start);
+                if let Err(e) = self.slots.install(gap.clone(), backing, b.readonly()) {
+                    result = Err(Step::Install(e));
+                    break 'install;
+                }
+                installed.push(gap);
+            }
         }
-        Ok(())
+        if result.is_err() {
+            for r in installed {
+                let _ = self.slots.uninstall(r);
+            }
+            for (file, fresh) in lent {
+                let _ = file.cancel_lend(self.vm, &fresh);
+            }
+        }
+        result
     }
 
     /// Give the guest `range` (inside lend bindings) now, whole chunks at a
-    /// time, instead of on first touch: START's DTB hand-over (SPEC
-    /// B-VM-3.2) and boot paths that lend all RAM up front. EBUSY if a host
-    /// view covers any of it; nothing is given then.
+    /// time, instead of on first touch: boot paths that lend all RAM up
+    /// front. EBUSY if a host view covers any of it; nothing is given then.
     pub(crate) fn lend_now(&mut self, range: Range<u64>) -> Result<()> {
         let pieces: Vec<Bound> = self
             .bound
@@ -527,34 +530,15 @@ impl MemState {
                 b.info.guest_end()
             )));
         }
-        let mut given: Vec<(Bound, Range<u64>)> = Vec::new();
-        for b in &pieces {
-            let w = b.windows_over(&range);
-            let result = b.file.lend_window(self.vm, b.file_range(&w));
-            if let Err(e) = result {
-                for (g, gw) in &given {
-                    let fr = g.file_range(gw);
-                    let _ = g.file.cancel_lend(self.vm, fr.start, fr.end - fr.start);
-                }
-                return Err(match e {
-                    gmem::Error::Busy { .. } => Error::Busy(format!(
-                        "the host has a view of guest pages in [{:#x}, {:#x}): they cannot be lent",
-                        w.start, w.end
-                    )),
-                    e => e.into(),
-                });
-            }
-            given.push((b.clone(), w));
-        }
-        // Install every uninstalled gap of what was lent, one slot each.
-        for (b, w) in &given {
-            for gap in self.slots.gaps(w.clone()) {
-                let fr = b.file_range(&gap);
-                self.slots
-                    .install(gap, Backing::File(b.file.clone(), fr.start), b.readonly())?;
-            }
-        }
-        Ok(())
+        let parts: Vec<(Bound, Range<u64>)> = pieces
+            .into_iter()
+            .map(|b| {
+                let w = b.windows_over(&range);
+                (b, w)
+            })
+            .collect();
+        self.lend_and_install(&parts, true)
+            .map_err(|e| e.into_error(&range))
     }
 
     /// START's DTB hand-over (SPEC B-AC-5, B-VM-3.2): exactly the DTB's
@@ -573,29 +557,24 @@ impl MemState {
             )));
         };
         let b = b.clone();
-        let fr = b.file_range(&range);
-        let busy = |e: gmem::Error| match e {
-            gmem::Error::Busy { .. } => Error::Busy(format!(
+        let busy = |e: Step| match e {
+            Step::Lend(gmem::Error::Busy { .. }) => Error::Busy(format!(
                 "the host has a view of the DTB pages [{:#x}, {:#x}): they cannot be lent at START",
                 range.start, range.end
             )),
-            e => e.into(),
+            e => e.into_error(&range),
         };
         if !b.info.is_lend() {
+            let fr = b.file_range(&range);
             return b
                 .file
                 .lend_shared(self.vm, fr.start, fr.end - fr.start)
-                .map_err(busy);
+                .map_err(|e| busy(Step::Lend(e)));
         }
         self.reserve_slots(2)?;
-        if let Err(e) = b.file.lend_window(self.vm, fr.clone()) {
+        if let Err(e) = self.lend_and_install(&[(b, range.clone())], true) {
             self.budget_used -= 2;
             return Err(busy(e));
-        }
-        for gap in self.slots.gaps(range) {
-            let at = b.file_range(&gap).start;
-            self.slots
-                .install(gap, Backing::File(b.file.clone(), at), b.readonly())?;
         }
         Ok(())
     }
@@ -639,12 +618,36 @@ impl MemState {
     }
 }
 
-/// Why a chunk could not be given.
-enum GiveError {
-    /// State says no (a host view, a reclaim, no slot): a -EPERM fault.
-    Refused,
-    /// The host failed.
-    Fatal(Error),
+/// Where lending and installing memory for the guest stopped.
+enum Step {
+    /// The file would not lend the pages.
+    Lend(gmem::Error),
+    /// The slot table or KVM would not install them.
+    Install(Error),
+}
+
+impl Step {
+    /// The page cannot be given to the guest now (a host view, a reclaim
+    /// in progress, no slot): SPEC GM-MM-6's -EPERM fault, not an error.
+    fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Step::Lend(gmem::Error::Busy { .. } | gmem::Error::WrongState { .. })
+                | Step::Install(Error::NoSlots { .. } | Error::Busy(_))
+        )
+    }
+
+    /// The caller's error for guest range `range`.
+    fn into_error(self, range: &Range<u64>) -> Error {
+        match self {
+            Step::Lend(gmem::Error::Busy { .. }) => Error::Busy(format!(
+                "the host has a view of guest pages in [{:#x}, {:#x}): they cannot be lent",
+                range.start, range.end
+            )),
+            Step::Lend(e) => e.into(),
+            Step::Install(e) => e,
+        }
+    }
 }
 
 /// Lock several VMs' memory in ascending VM id order (the lock order).
