@@ -38,8 +38,8 @@ struct Spec {
     offset: u64,
     backing: Backing,
     access: Access,
-    /// Guest ranges (relative) to hand over with `Vm::lend_now`.
-    lend_now: &'static [Range<u64>],
+    /// A guest range (relative) to hand over with `Vm::lend_now`.
+    lend_now: Option<Range<u64>>,
 }
 
 /// The lend binding with several chunks: [5p, 4 MiB + 8 KiB), whose chunk
@@ -55,7 +55,7 @@ const LAYOUT: &[Spec] = &[
         offset: P,
         backing: Backing::Memfd,
         access: Access::Share,
-        lend_now: &[],
+        lend_now: None,
     },
     // [4p, 5p) unbound.
     Spec {
@@ -65,7 +65,7 @@ const LAYOUT: &[Spec] = &[
         offset: 0,
         backing: Backing::HostMappable,
         access: Access::Lend,
-        lend_now: &[2 * M + 3 * P..2 * M + 4 * P],
+        lend_now: Some(2 * M + 3 * P..2 * M + 4 * P),
     },
     Spec {
         name: "share guest_memfd",
@@ -74,7 +74,7 @@ const LAYOUT: &[Spec] = &[
         offset: 0,
         backing: Backing::HostMappable,
         access: Access::Share,
-        lend_now: &[],
+        lend_now: None,
     },
     Spec {
         name: "lend private guest_memfd",
@@ -83,7 +83,7 @@ const LAYOUT: &[Spec] = &[
         offset: 0,
         backing: Backing::Private,
         access: Access::Lend,
-        lend_now: &[],
+        lend_now: None,
     },
     Spec {
         name: "lend memfd, lent",
@@ -92,7 +92,7 @@ const LAYOUT: &[Spec] = &[
         offset: 2 * P,
         backing: Backing::Memfd,
         access: Access::Lend,
-        lend_now: &[MULTI_END + 5 * P..MULTI_END + 6 * P],
+        lend_now: Some(MULTI_END + 5 * P..MULTI_END + 6 * P),
     },
     Spec {
         name: "lend memfd, not lent",
@@ -101,7 +101,7 @@ const LAYOUT: &[Spec] = &[
         offset: 0,
         backing: Backing::Memfd,
         access: Access::Lend,
-        lend_now: &[],
+        lend_now: None,
     },
     // [MULTI_END + 8p, ...) unbound.
 ];
@@ -177,7 +177,7 @@ impl World {
             .unwrap();
             // DESIGN D2: lending a page lends its chunk, clipped.
             let chunk = demand_chunk(s.size);
-            for r in s.lend_now {
+            for r in s.lend_now.iter() {
                 let (start, end) = (BASE + r.start, BASE + r.end);
                 let lo = (start & !(chunk - 1)).max(BASE + s.at);
                 let hi = ((end - 1) & !(chunk - 1)) + chunk;
@@ -208,7 +208,7 @@ impl World {
             }
         }
         for s in LAYOUT {
-            for r in s.lend_now {
+            for r in s.lend_now.iter() {
                 w.vm.lend_now(GuestAddress(BASE + r.start), r.end - r.start)
                     .unwrap();
             }

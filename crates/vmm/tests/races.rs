@@ -155,7 +155,7 @@ fn command(
             Err(CellError::Exit(Exit::PageFault {
                 phys_addr, attempt, ..
             })) => {
-                if attempt == -libc::ENOENT && b0 == b1 && b0 % 2 == 0 {
+                if attempt == -libc::ENOENT && b0 == b1 && b0.is_multiple_of(2) {
                     // R was bound throughout the run (DESIGN D1).
                     sh.fail(format!(
                         "command {cmd} {args:x?}: -ENOENT at {phys_addr:#x} while R was bound"
@@ -255,7 +255,7 @@ fn vcpu_loop(id: usize, cell: &mut Cell<'_>, sh: &Shared) -> (Counts, Vec<(u64, 
             let e1 = sh.epoch.load(SeqCst);
             last[k] = Some((v, e0));
             verify_word(sh, &mut c, id, gpa, v, got, e0, e1, "read-back");
-            if round % 8 == 0 {
+            if round.is_multiple_of(8) {
                 let gpa = DATA + FILLS[id];
                 let byte = (rng.next() as u8) | 1;
                 let e0 = sh.epoch.load(SeqCst);
