@@ -352,8 +352,8 @@ fn apply(w: &mut World, op: &Op) {
             match w.vm.read_guest(gpa, &mut buf) {
                 Ok(()) => {
                     assert!(want.is_none(), "{what}: succeeded, expected {want:?}");
-                    let at = (gpa - BASE) as usize;
                     if len > 0 {
+                        let at = (gpa - BASE) as usize;
                         assert!(
                             buf == w.model[at..at + len as usize],
                             "{what}: bytes differ from the model"
