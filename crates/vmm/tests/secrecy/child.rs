@@ -138,14 +138,25 @@ pub fn without_cap_sys_ptrace(cmd: &mut std::process::Command) {
 
 /// Dump core now, with everything the kernel allows in the dump.
 fn dump_core() -> ! {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    check("getrlimit", unsafe {
+        libc::getrlimit(libc::RLIMIT_CORE, &mut limit).into()
+    });
+    // Unlimited where allowed (root), else as much as the hard limit.
     let unlimited = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
         rlim_max: libc::RLIM_INFINITY,
     };
-    // SAFETY: setrlimit reads the struct we own.
-    check("setrlimit", unsafe {
-        libc::setrlimit(libc::RLIMIT_CORE, &unlimited).into()
-    });
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: setrlimit reads the structs we own.
+    let set = unsafe { libc::setrlimit(libc::RLIMIT_CORE, &unlimited) == 0 }
+        // SAFETY: as above.
+        || unsafe { libc::setrlimit(libc::RLIMIT_CORE, &limit) == 0 };
+    assert!(set, "setrlimit: {}", std::io::Error::last_os_error());
     std::fs::write("/proc/self/coredump_filter", "0x7f").unwrap();
     // SAFETY: raise has no memory arguments; SIGABRT ends the process.
     unsafe { libc::raise(libc::SIGABRT) };

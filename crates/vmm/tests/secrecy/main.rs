@@ -321,7 +321,7 @@ fn lent_marker_is_nowhere_in_the_vmm_outside_guest_memory() {
 
 // DESIGN D11: no copy of private data outside guest memory.
 #[test]
-#[ignore = "bug: a store completed through the access vCPU leaves 3 copies in the vCPU thread's stack (issue 8 item 7c)"]
+#[ignore = "bug (debug builds): the private first-touch store completed through the access vCPU leaves 3 copies of the stored word in the vCPU thread's stack: a temporary in AccessVcpu::write's frame, run_stub's spilled `value` argument, a temporary 32 bytes below run_stub's wiped `regs` (issue 8 item 7c)"]
 fn private_marker_is_nowhere_in_the_vmm_outside_guest_memory() {
     marker_stays_in_guest_memory(true);
 }
