@@ -698,7 +698,15 @@ impl GuestMemFile {
     /// (SPEC GM-FA-5/6). The part past the end of the file is ignored.
     /// Refused with `Busy`, nothing freed, if any page is lent (DESIGN D10).
     pub fn punch_hole(&self, offset: u64, len: u64) -> Result<(), Error> {
-        // SPEC GM-FA-3: whole pages, whatever the entry point.
+        // SPEC GM-FA-3: the range checks of a punch through `fallocate`
+        // (in the kernel's order: sign and emptiness, overflow, whole
+        // pages), so every entry point gives the same answer.
+        if len == 0 || offset > i64::MAX as u64 || len > i64::MAX as u64 {
+            return Err(Error::FallocateRange { offset, len });
+        }
+        if offset + len > i64::MAX as u64 {
+            return Err(Error::FallocateTooLarge { offset, len });
+        }
         if !offset.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
             return Err(Error::FallocateRange { offset, len });
         }

@@ -640,3 +640,134 @@ fn host_access_racing_lend_and_release_never_faults() {
         assert!(ok + refused > 0);
     }
 }
+
+// ----- punch hole: one answer at every entry point ---------------------------------
+
+/// Every kind of file, with the size its fallocate rules are measured
+/// against: a memfd, a resizable memfd (its current size is smaller than
+/// its capacity) and, with KVM, both guest_memfd modes.
+fn every_kind(size: u64) -> Vec<(GuestMemFile, u64)> {
+    let mut files = vec![
+        (
+            GuestMemFile::memfd(size, file_flags::CLOEXEC).unwrap(),
+            size,
+        ),
+        (
+            GuestMemFile::memfd_resizable(size, 4 * size, 0).unwrap(),
+            size,
+        ),
+    ];
+    if let Some(vm) = vm() {
+        for mode in [Mode::HostMappable, Mode::Private] {
+            files.push((GuestMemFile::guest_memfd(&vm, size, mode).unwrap(), size));
+        }
+    }
+    files
+}
+
+/// The errno of a result, 0 for success.
+fn errno_of(r: Result<(), Error>) -> i32 {
+    r.err().map_or(0, |e| e.errno())
+}
+
+// SPEC GM-FA-3 (issue 8 item 9): a misaligned or empty punch is EINVAL
+// whether it comes through `punch_hole`, `fallocate` or
+// `fallocate_within`, wherever the range lies (inside, across or past the
+// end: GM-FA-3 is checked before GM-FA-5), and it frees nothing.
+#[test]
+fn punch_hole_refuses_a_misaligned_or_empty_range_with_einval_at_every_entry_point() {
+    const KEEP_PUNCH: i32 = libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE;
+    let size = 8 * P;
+    for (f, current) in every_kind(size) {
+        let data = pattern(size as usize, 5);
+        let private = f.kind() == Kind::GuestMemfd(Mode::Private);
+        if !private {
+            f.write_at(0, &data).unwrap();
+        }
+        for (off, len) in [
+            (0, 1),
+            (0, P - 1),
+            (0, P + 1),
+            (1, P),
+            (P + 1, 2 * P),
+            (P, P + 1),
+            (2 * P - 1, 2 * P + 2),
+            (size - 1, 1),
+            (size - P + 1, P),
+            (size + 1, P),
+            (size, P + 1),
+            (16 * size + 3, 5),
+            (0, 0),
+            (P, 0),
+            (1, 0),
+        ] {
+            let what = format!("{} [{off:#x}, +{len:#x})", f.kind());
+            let Err(punch) = f.punch_hole(off, len) else {
+                panic!("punch_hole {what} succeeded");
+            };
+            assert!(
+                matches!(punch, Error::FallocateRange { .. }),
+                "punch_hole {what}: {punch}"
+            );
+            assert_eq!(punch.errno(), libc::EINVAL, "punch_hole {what}");
+            assert_eq!(
+                errno_of(f.fallocate(KEEP_PUNCH, off, len)),
+                libc::EINVAL,
+                "fallocate {what}"
+            );
+            assert_eq!(
+                errno_of(f.fallocate_within(current, KEEP_PUNCH, off, len)),
+                libc::EINVAL,
+                "fallocate_within {what}"
+            );
+        }
+        if !private {
+            assert_eq!(
+                read(&f, 0, size as usize),
+                data,
+                "{}: nothing freed",
+                f.kind()
+            );
+        }
+    }
+}
+
+// SPEC GM-FA-3, GM-FA-5: `punch_hole` gives the answer a punch through
+// `fallocate(KEEP_SIZE | PUNCH_HOLE)` gives, for every range: the same
+// errno, or success for both.
+#[test]
+fn punch_hole_answers_like_fallocate_punch_for_every_range() {
+    const KEEP_PUNCH: i32 = libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE;
+    let size = 8 * P;
+    let big = (i64::MAX as u64) & !(P - 1);
+    for (f, current) in every_kind(size) {
+        for (off, len) in [
+            (0, P),
+            (0, size),
+            (size - P, 4 * P),
+            (size, P),
+            (4 * size, P),
+            (0, 1),
+            (3, P),
+            (0, 0),
+            (1 << 63, P),
+            (0, 1 << 63),
+            (big, 2 * P),
+            (big, P),
+            (P, !(P - 1)),
+        ] {
+            let what = format!("{} [{off:#x}, +{len:#x})", f.kind());
+            let via_fallocate = errno_of(f.fallocate(KEEP_PUNCH, off, len));
+            assert_eq!(
+                errno_of(f.punch_hole(off, len)),
+                via_fallocate,
+                "punch_hole vs fallocate, {what}"
+            );
+            assert_eq!(
+                errno_of(f.fallocate_within(current, KEEP_PUNCH, off, len)),
+                via_fallocate,
+                "fallocate_within vs fallocate, {what}"
+            );
+        }
+    }
+}
