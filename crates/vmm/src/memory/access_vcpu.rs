@@ -17,7 +17,9 @@
 //! vCPU ends CRASHED (`Crash::Uncompletable`).
 
 use kvm_bindings::{CpuId, kvm_regs};
-use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
+use kvm_ioctls::{VcpuExit, VcpuFd};
+
+use super::AccessVcpuSource;
 
 use crate::native_abi::{IDENTITY_MAP_SIZE, SYSTEM_REGION_BASE};
 use crate::{Error, Result, x86};
@@ -80,9 +82,10 @@ pub(crate) struct AccessVcpu {
 
 impl AccessVcpu {
     /// Create it with id `id` (reserved by the VM: guests never see it).
-    pub(crate) fn new(vm_fd: &VmFd, id: u64, cpuid: &CpuId, irqchip: bool) -> Result<AccessVcpu> {
-        let fd = vm_fd
-            .create_vcpu(id)
+    pub(crate) fn new(source: &AccessVcpuSource, cpuid: &CpuId) -> Result<AccessVcpu> {
+        let mut fd = source
+            .vm_fd
+            .create_vcpu(source.id)
             .map_err(|e| Error::kvm("KVM_CREATE_VCPU (access vCPU)", e))?;
         fd.set_cpuid2(cpuid)
             .map_err(|e| Error::kvm("KVM_SET_CPUID2 (access vCPU)", e))?;
@@ -92,7 +95,8 @@ impl AccessVcpu {
         x86::access_sregs(&mut sregs);
         fd.set_sregs(&sregs)
             .map_err(|e| Error::kvm("KVM_SET_SREGS (access vCPU)", e))?;
-        if irqchip {
+        crate::vcpu::keep_run_private(&mut fd, source.run_size);
+        if source.irqchip {
             // With an in-kernel LAPIC a non-boot vCPU waits for INIT/SIPI.
             fd.set_mp_state(kvm_bindings::kvm_mp_state {
                 mp_state: kvm_bindings::KVM_MP_STATE_RUNNABLE,

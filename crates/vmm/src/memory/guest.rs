@@ -83,6 +83,26 @@ pub(crate) fn wipe(bytes: &mut [u8]) {
     }
 }
 
+/// Bytes of stack [`scrub_stack`] overwrites: more than the deepest call
+/// chain below `guest_read` / `guest_writes` in a debug build (the access
+/// vCPU's stub run through kvm-ioctls).
+const SCRUB_BYTES: usize = 32 << 10;
+
+/// Overwrite the stack below the caller (DESIGN D11). A completed guest
+/// access leaves copies of the guest's bytes in the frames it returned
+/// from (spilled arguments and temporaries, in debug builds especially)
+/// that no [`wipe`] can name; this frame is laid over them.
+#[inline(never)]
+pub(crate) fn scrub_stack() {
+    let mut area = [0u64; SCRUB_BYTES / 8];
+    for word in area.iter_mut() {
+        // SAFETY: `word` is a valid, exclusively borrowed u64; the volatile
+        // write keeps the compiler from dropping the dead stores.
+        unsafe { std::ptr::write_volatile(word, 0) };
+    }
+    std::hint::black_box(&area);
+}
+
 /// How far completing an access got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Completed {
@@ -124,6 +144,12 @@ impl MemState {
     /// installed already came back to KVM because the instruction needs
     /// its emulator anyway: its bytes are read through the access vCPU.
     pub(crate) fn guest_read(&mut self, gpa: u64, buf: &mut [u8]) -> Result<Completed> {
+        let done = self.complete_read(gpa, buf);
+        scrub_stack();
+        done
+    }
+
+    fn complete_read(&mut self, gpa: u64, buf: &mut [u8]) -> Result<Completed> {
         let (file, offset, paged) = match self.touch(gpa, false)? {
             Touch::Memory {
                 file,
@@ -156,6 +182,16 @@ impl MemState {
     /// up to the first that is not memory. If that one is a page fault
     /// (not a device access in `mmio_window`), nothing is stored.
     pub(crate) fn guest_writes(
+        &mut self,
+        frags: &[Fragment],
+        mmio_window: &Range<u64>,
+    ) -> Result<WriteProgress> {
+        let done = self.complete_writes(frags, mmio_window);
+        scrub_stack();
+        done
+    }
+
+    fn complete_writes(
         &mut self,
         frags: &[Fragment],
         mmio_window: &Range<u64>,
@@ -228,12 +264,7 @@ impl MemState {
         }
         if self.access_vcpu.is_none() {
             let cpuid = (self.access.cpuid)()?;
-            self.access_vcpu = Some(AccessVcpu::new(
-                &self.access.vm_fd,
-                self.access.id,
-                &cpuid,
-                self.access.irqchip,
-            )?);
+            self.access_vcpu = Some(AccessVcpu::new(&self.access, &cpuid)?);
         }
         let Some(v) = self.access_vcpu.as_mut() else {
             return Ok(Completed::Uncompletable);

@@ -153,6 +153,8 @@ pub(crate) struct AccessVcpuSource {
     pub(crate) id: u64,
     pub(crate) cpuid: Arc<dyn Fn() -> Result<CpuId> + Send + Sync>,
     pub(crate) irqchip: bool,
+    /// Size of a vCPU's `kvm_run` mapping.
+    pub(crate) run_size: usize,
 }
 
 /// One VM's memory under its lock.

@@ -92,15 +92,8 @@ pub(crate) struct VcpuCore {
 
 impl VcpuCore {
     pub(crate) fn new(id: u32, mut fd: VcpuFd, mmap_size: usize) -> VcpuCore {
+        keep_run_private(&mut fd, mmap_size);
         let run: *mut kvm_run = fd.get_kvm_run();
-        // DESIGN D11: the run structure carries guest data in transit
-        // (MMIO data); keep it out of core dumps and children.
-        // SAFETY: `run` is the start of the vCPU's kvm_run mapping of
-        // `mmap_size` bytes; advice does not change its contents.
-        unsafe {
-            libc::madvise(run.cast(), mmap_size, libc::MADV_DONTDUMP);
-            libc::madvise(run.cast(), mmap_size, libc::MADV_DONTFORK);
-        }
         VcpuCore {
             id,
             state: Mutex::new(CoreState {
@@ -662,6 +655,19 @@ fn set_kvm_mmio_data(fd: &mut VcpuFd, data: &[u8]) {
 
 /// Clear the MMIO data bytes of KVM's run structure once KVM is done
 /// with them: they may be a guest's lent or private data (DESIGN D11).
+/// DESIGN D11: a vCPU's run structure carries guest data in transit (MMIO
+/// data, the access vCPU's port exits): keep it out of core dumps and
+/// children.
+pub(crate) fn keep_run_private(fd: &mut VcpuFd, mmap_size: usize) {
+    let run: *mut kvm_run = fd.get_kvm_run();
+    // SAFETY: `run` is the start of the vCPU's kvm_run mapping of
+    // `mmap_size` bytes; advice does not change its contents.
+    unsafe {
+        libc::madvise(run.cast(), mmap_size, libc::MADV_DONTDUMP);
+        libc::madvise(run.cast(), mmap_size, libc::MADV_DONTFORK);
+    }
+}
+
 fn wipe_kvm_mmio_data(fd: &mut VcpuFd) {
     let run = fd.get_kvm_run();
     // SAFETY: plain bytes of the exit union, which KVM reads only for an

@@ -168,6 +168,7 @@ impl Vm {
                 id: access_vcpu_id(caps.max_vcpu_id),
                 cpuid: Arc::new(move || cpuid_device.supported_cpuid()),
                 irqchip: options.irqchip,
+                run_size: caps.vcpu_mmap_size,
             },
         ));
         reg.add_vm(&memory);

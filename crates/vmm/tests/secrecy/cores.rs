@@ -117,7 +117,6 @@ fn a_core_dump_of_a_vmm_made_dumpable_again_holds_no_lent_data() {
 
 // DESIGN D11, with private RAM.
 #[test]
-#[ignore = "bug (debug builds): the vCPU thread's stack holds 3 copies of the private first-touch store completed through the access vCPU (issue 8 item 7c); the core includes that stack"]
 fn a_core_dump_of_a_vmm_made_dumpable_again_holds_no_private_data() {
     dumpable_core_holds_no_guest_data(true);
 }
