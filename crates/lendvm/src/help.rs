@@ -13,7 +13,7 @@ USAGE:
     lendvm run [OPTIONS]     boot a guest; without --image or --kernel, the
                              built-in demo (which takes only --json)
     lendvm info [--json]     host capabilities, how lendvm settles the open
-                             questions on KVM (D1-D10), who enforces what,
+                             questions on KVM (D1-D12), who enforces what,
                              and the demand-paging chunk size rule
     lendvm help              this text (also -h, --help)
 

@@ -80,7 +80,7 @@ pub const DECISIONS: &[(&str, &str, &str)] = &[
     (
         "D2",
         "when a lend-bound page stops being host-accessible",
-        "at the guest's first touch; until then the host may use it; a live host view at touch time gives PAGE_FAULT -EPERM",
+        "at the guest's first touch of any page of its demand chunk (the piece of the binding one KVM slot installs: MIN_CHUNK..MAX_CHUNK, see demand_chunk, or the whole binding if smaller); until then the host may use it; a live host view over the chunk at touch time gives PAGE_FAULT -EPERM; untouched pages of a touched chunk count as lent",
     ),
     (
         "D3",
@@ -117,5 +117,15 @@ pub const DECISIONS: &[(&str, &str, &str)] = &[
         "D10",
         "punch hole over lent pages",
         "EBUSY, nothing freed; share-bound and untouched lend-bound pages are freed and read zero",
+    ),
+    (
+        "D11",
+        "who besides lendvm could read guest memory in the VMM process",
+        "nobody without CAP_SYS_PTRACE: the process is non-dumpable, guest mappings and vCPU run pages are MADV_DONTDUMP and MADV_DONTFORK, and buffers and stack frames that carried guest data while completing an access are wiped; private files stay kernel-enforced even against root; root / CAP_SYS_PTRACE can read host-mappable lent pages",
+    ),
+    (
+        "D12",
+        "guest RAM layout for standard boots",
+        "below the 32-bit MMIO hole [3 GiB, 4 GiB) and the rest above 4 GiB, as the e820 / PVH memory map says; the native system region exists only in native VMs; the 280 KiB read-only access region (the access vCPU's tables and stubs) sits at the top of the hole in every VM",
     ),
 ];
