@@ -307,11 +307,6 @@ impl GuestMemFile {
         self.inner.kind
     }
 
-    /// True if both handles name the same file.
-    pub fn same_file(&self, other: &GuestMemFile) -> bool {
-        Arc::ptr_eq(&self.inner, &other.inner)
-    }
-
     /// Host address of the kernel-facing mapping of the whole file, for a
     /// KVM memslot's `userspace_addr`.
     ///
