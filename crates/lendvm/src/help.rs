@@ -62,7 +62,9 @@ repeated option wins):
     --json             Print the final report as one JSON object.
 
 Input files (--image, --kernel, --initrd) must be regular files no larger
-than the guest RAM asked for; they are checked before they are read.
+than the guest RAM asked for; they are checked before they are read. An ELF
+image or kernel is read only up to the end of its last segment (debug
+information after it is skipped), and that part is what must fit.
 
 Devices: COM1 (a 16550 UART, interrupt line 4), the i8042 reset line (a
 write of 0xfe to port 0x64 stops the VM), and a boot-complete probe: the

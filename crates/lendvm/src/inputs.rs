@@ -6,12 +6,17 @@
 //! RAM asked for (it has to fit there); only then is it opened, and the
 //! read is bounded by the size seen, so a file that grows meanwhile cannot
 //! make lendvm read more. A 2 GiB sparse initrd for 64 MiB of RAM is
-//! refused by the `stat`, without reading a byte.
+//! refused by the `stat`, without reading a byte. An ELF image or kernel is
+//! the exception: only its headers and segments are read (a vmlinux with
+//! debug information is mostly sections nothing loads), so the rule
+//! applies to that prefix ([`Input::read_image`]).
 
 use std::fs::{File, Metadata};
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+
+use vmm::loader;
 
 /// A path as it can be shown in a one-line message: as it is when it is
 /// UTF-8 without control characters, else quoted with those bytes escaped.
@@ -70,6 +75,23 @@ pub enum InputError {
         /// Guest RAM.
         ram: u64,
     },
+    /// An ELF whose loadable part alone is larger than guest RAM.
+    #[error(
+        "{}: the {what}'s segments end at byte {size} ({size:#x}) of its {file_size} bytes, more than the {ram} bytes ({ram:#x}) of guest RAM asked for (see --memory)",
+        shown(path)
+    )]
+    SegmentsTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// What it was to be.
+        what: &'static str,
+        /// Bytes up to the end of its last segment.
+        size: u64,
+        /// The whole file.
+        file_size: u64,
+        /// Guest RAM.
+        ram: u64,
+    },
     /// The file changed between the check and the read.
     #[error(
         "{}: the {what} changed while lendvm read it (it was {was} bytes)",
@@ -118,6 +140,16 @@ fn kind(meta: &Metadata) -> &'static str {
 /// Check an input by `stat` (following symbolic links): a regular,
 /// non-empty file of at most `ram` bytes.
 pub fn check(path: &Path, what: &'static str, ram: u64) -> Result<Input, InputError> {
+    let input = check_image(path, what)?;
+    if input.size > ram {
+        return Err(input.too_large(input.size, ram));
+    }
+    Ok(input)
+}
+
+/// [`check`] for an image or kernel, without the size rule: whether the
+/// file fits depends on its format ([`Input::read_image`]).
+pub fn check_image(path: &Path, what: &'static str) -> Result<Input, InputError> {
     let meta = std::fs::metadata(path).map_err(|source| InputError::Io {
         path: path.into(),
         what,
@@ -143,14 +175,6 @@ pub fn check(path: &Path, what: &'static str, ram: u64) -> Result<Input, InputEr
             what,
         });
     }
-    if input.size > ram {
-        return Err(InputError::TooLarge {
-            path: path.into(),
-            what,
-            size: input.size,
-            ram,
-        });
-    }
     Ok(input)
 }
 
@@ -158,44 +182,129 @@ impl Input {
     /// Read the whole file, at most the size [`check`] saw: a file that
     /// was swapped or that grew or shrank since is refused.
     pub fn read(&self) -> Result<Vec<u8>, InputError> {
-        let io = |source| InputError::Io {
+        let mut file = self.open()?;
+        let mut bytes = Vec::new();
+        self.read_upto(&mut file, &mut bytes, self.size)?;
+        self.expect_end(&mut file)?;
+        Ok(bytes)
+    }
+
+    /// Read an image or kernel for `ram` bytes of guest RAM. An ELF file is
+    /// read up to the end of its last segment, which must fit in RAM (the
+    /// section headers and debug information after it are never needed);
+    /// anything else (a bzImage) is read whole and must fit itself. An ELF
+    /// whose headers the loader refuses is read whole, within the same
+    /// rule, so that the loader can say what is wrong with it.
+    pub fn read_image(&self, ram: u64) -> Result<Vec<u8>, InputError> {
+        let mut file = self.open()?;
+        let mut bytes = Vec::new();
+        let head = loader::ELF_HEADER_LEN.min(self.size);
+        self.read_upto(&mut file, &mut bytes, head)?;
+        let prefix = loader::headers_len(&bytes).ok().and_then(|headers| {
+            self.read_upto(&mut file, &mut bytes, headers.min(self.size))
+                .ok()?;
+            loader::loadable_len(&bytes).ok()
+        });
+        match prefix {
+            Some(n) if n <= self.size => {
+                if n > ram {
+                    return Err(InputError::SegmentsTooLarge {
+                        path: self.path.clone(),
+                        what: self.what,
+                        size: n,
+                        file_size: self.size,
+                        ram,
+                    });
+                }
+                self.read_upto(&mut file, &mut bytes, n)?;
+                bytes.truncate(n as usize);
+                Ok(bytes)
+            }
+            _ => {
+                if self.size > ram {
+                    return Err(self.too_large(self.size, ram));
+                }
+                self.read_upto(&mut file, &mut bytes, self.size)?;
+                self.expect_end(&mut file)?;
+                Ok(bytes)
+            }
+        }
+    }
+
+    fn too_large(&self, size: u64, ram: u64) -> InputError {
+        InputError::TooLarge {
+            path: self.path.clone(),
+            what: self.what,
+            size,
+            ram,
+        }
+    }
+
+    fn io(&self, source: std::io::Error) -> InputError {
+        InputError::Io {
             path: self.path.clone(),
             what: self.what,
             doing: "read",
             source,
-        };
-        let changed = || InputError::Changed {
+        }
+    }
+
+    fn changed(&self) -> InputError {
+        InputError::Changed {
             path: self.path.clone(),
             what: self.what,
             was: self.size,
-        };
+        }
+    }
+
+    /// Open the file checked, refusing a different file under its name.
+    fn open(&self) -> Result<File, InputError> {
         // O_NONBLOCK: should a FIFO have replaced the file since the
         // check, opening it must not wait for a writer.
         let file = File::options()
             .read(true)
             .custom_flags(libc::O_NONBLOCK)
             .open(&self.path)
-            .map_err(io)?;
-        let meta = file.metadata().map_err(io)?;
+            .map_err(|e| self.io(e))?;
+        let meta = file.metadata().map_err(|e| self.io(e))?;
         if !meta.file_type().is_file() || (meta.dev(), meta.ino()) != self.id {
-            return Err(changed());
+            return Err(self.changed());
         }
-        let size = usize::try_from(self.size).map_err(|_| changed())?;
-        let mut bytes = Vec::new();
-        bytes.try_reserve_exact(size).map_err(|_| {
-            io(std::io::Error::new(
+        Ok(file)
+    }
+
+    /// Read on until `bytes` holds `upto` bytes of the file (no more);
+    /// a file that ends first shrank since the check.
+    fn read_upto(&self, file: &mut File, bytes: &mut Vec<u8>, upto: u64) -> Result<(), InputError> {
+        let have = bytes.len() as u64;
+        if upto <= have {
+            return Ok(());
+        }
+        let more = usize::try_from(upto - have).map_err(|_| self.changed())?;
+        bytes.try_reserve_exact(more).map_err(|_| {
+            self.io(std::io::Error::new(
                 std::io::ErrorKind::OutOfMemory,
-                format!("cannot allocate {size} bytes to read it into"),
+                format!("cannot allocate {more} bytes to read it into"),
             ))
         })?;
-        // One byte more than expected tells a grown file from the rest.
-        file.take(self.size + 1)
-            .read_to_end(&mut bytes)
-            .map_err(io)?;
-        if bytes.len() != size {
-            return Err(changed());
+        file.by_ref()
+            .take(upto - have)
+            .read_to_end(bytes)
+            .map_err(|e| self.io(e))?;
+        if (bytes.len() as u64) < upto {
+            return Err(self.changed());
         }
-        Ok(bytes)
+        Ok(())
+    }
+
+    /// The file must end where the check saw it end.
+    fn expect_end(&self, file: &mut File) -> Result<(), InputError> {
+        let mut one = [0u8; 1];
+        match file.read(&mut one) {
+            Ok(0) => Ok(()),
+            Ok(_) => Err(self.changed()),
+            Err(e) => Err(self.io(e)),
+        }
     }
 }
 
@@ -270,6 +379,64 @@ mod tests {
         let i = check(&p, "initrd", 4096).unwrap();
         std::fs::write(&p, b"abcdef").unwrap();
         assert!(matches!(i.read(), Err(InputError::Changed { was: 3, .. })));
+        std::fs::remove_file(p).unwrap();
+    }
+
+    /// An ELF64 x86-64 header and one PT_LOAD of `code` right after it.
+    fn elf_with(code: &[u8], tail: usize) -> Vec<u8> {
+        let mut b = vec![0u8; 64 + 56];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[4] = 2;
+        b[5] = 1;
+        b[16] = 2; // ET_EXEC
+        b[18] = 62; // EM_X86_64
+        b[24..32].copy_from_slice(&0x10_0000u64.to_le_bytes());
+        b[32..40].copy_from_slice(&64u64.to_le_bytes());
+        b[54] = 56;
+        b[56] = 1;
+        b[64] = 1; // PT_LOAD
+        b[64 + 8..64 + 16].copy_from_slice(&120u64.to_le_bytes());
+        b[64 + 24..64 + 32].copy_from_slice(&0x10_0000u64.to_le_bytes());
+        b[64 + 32..64 + 40].copy_from_slice(&(code.len() as u64).to_le_bytes());
+        b[64 + 40..64 + 48].copy_from_slice(&(code.len() as u64).to_le_bytes());
+        b.extend_from_slice(code);
+        b.extend(std::iter::repeat_n(0xdb, tail));
+        b
+    }
+
+    // An ELF with debug information larger than RAM loads from the prefix
+    // its segments need; the rule applies to that prefix; other formats
+    // (and ELFs the loader will refuse) still must fit whole.
+    #[test]
+    fn an_elf_is_read_up_to_its_last_segment_and_that_must_fit() {
+        let file = elf_with(&[0x90; 100], 10_000);
+        let p = temp("debug.elf", &file);
+        let i = check_image(&p, "kernel").unwrap();
+        let got = i.read_image(4096).unwrap();
+        assert_eq!(got, &file[..220]);
+        let err = i.read_image(200).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("the kernel's segments end at byte 220 (0xdc) of its 10220 bytes, more than the 200 bytes (0xc8) of guest RAM asked for (see --memory)"),
+            "{err}"
+        );
+        let mut bad = file.clone();
+        bad[56] = 0; // no program headers: read whole, within the rule
+        std::fs::write(&p, &bad).unwrap();
+        let i = check_image(&p, "kernel").unwrap();
+        assert!(matches!(
+            i.read_image(4096),
+            Err(InputError::TooLarge { size: 10_220, .. })
+        ));
+        assert_eq!(i.read_image(1 << 20).unwrap(), bad);
+        // A file that shrinks below its segments after the check.
+        std::fs::write(&p, &file).unwrap();
+        let i = check_image(&p, "kernel").unwrap();
+        std::fs::write(&p, &file[..150]).unwrap();
+        assert!(matches!(
+            i.read_image(4096),
+            Err(InputError::Changed { .. })
+        ));
         std::fs::remove_file(p).unwrap();
     }
 

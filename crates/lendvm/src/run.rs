@@ -132,7 +132,7 @@ pub fn run(args: &RunArgs, stop: &Stop) -> Result<Report, RunError> {
     // Every check that needs no file content, before any is read.
     let ram = args.memory.size;
     let what = if via_kernel { "kernel" } else { "image" };
-    let mut files = vec![inputs::check(path, what, ram)?];
+    let mut files = vec![inputs::check_image(path, what)?];
     if let Some(initrd) = &args.initrd {
         files.push(inputs::check(initrd, "initrd", ram)?);
     }
@@ -141,7 +141,7 @@ pub fn run(args: &RunArgs, stop: &Stop) -> Result<Report, RunError> {
     }
     let dev = Device::open();
     check_vcpus(dev.as_ref().ok(), args.vcpus)?;
-    let bytes = files[0].read()?;
+    let bytes = files[0].read_image(ram)?;
     let initrd = files.get(1).map(Input::read).transpose()?;
     let image = vmm::boot::detect(&bytes).map_err(|source| RunError::Image {
         path: path.into(),

@@ -60,6 +60,9 @@ fn info_prints_capabilities_decisions_and_the_enforcement_matrix() {
         "Host",
         "D1 ",
         "D10",
+        "D11",
+        "D12",
+        "root / CAP_SYS_PTRACE can read host-mappable lent pages",
         "Enforcement",
         "kernel",
         "lendvm",
@@ -76,7 +79,7 @@ fn info_prints_capabilities_decisions_and_the_enforcement_matrix() {
     }
     let json: serde_json::Value =
         serde_json::from_slice(&lendvm(&["info", "--json"]).stdout).unwrap();
-    assert_eq!(json["decisions"].as_array().unwrap().len(), 10);
+    assert_eq!(json["decisions"].as_array().unwrap().len(), 12);
     // The JSON carries what the text shows.
     let rows = json["enforcement"].as_array().unwrap();
     assert!(

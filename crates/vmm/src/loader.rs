@@ -281,6 +281,68 @@ impl<'a> ElfImage<'a> {
     }
 }
 
+/// Bytes at the start of an ELF64 file that hold its header.
+pub const ELF_HEADER_LEN: u64 = 64;
+
+/// The checked ELF header fields the prefix functions need:
+/// (phoff, phentsize, phnum).
+fn program_header_table(ehdr: &[u8]) -> Result<(u64, u64, usize), LoadError> {
+    if ehdr.len() < 4 || &ehdr[..4] != b"\x7fELF" {
+        return Err(LoadError::NotElf);
+    }
+    let ehdr = slice(ehdr, 0, ELF_HEADER_LEN, "ELF header")?;
+    if ehdr[4] != 2 {
+        return Err(LoadError::Unsupported("not a 64-bit ELF (EI_CLASS)".into()));
+    }
+    let phoff = u64_at(ehdr, 32);
+    let phentsize = u16_at(ehdr, 54) as u64;
+    let phnum = u16_at(ehdr, 56) as usize;
+    if phnum == 0 || phnum > MAX_PHDRS || phentsize < 56 {
+        return Err(LoadError::Unsupported(format!(
+            "{phnum} program headers of {phentsize} bytes"
+        )));
+    }
+    Ok((phoff, phentsize, phnum))
+}
+
+/// How many leading bytes of an ELF file hold its header and program
+/// header table (`ehdr`: the file's first [`ELF_HEADER_LEN`] bytes).
+pub fn headers_len(ehdr: &[u8]) -> Result<u64, LoadError> {
+    let (phoff, phentsize, phnum) = program_header_table(ehdr)?;
+    phoff
+        .checked_add(phentsize * phnum as u64)
+        .map(|end| end.max(ELF_HEADER_LEN))
+        .ok_or_else(|| LoadError::Truncated("the program header table wraps".into()))
+}
+
+/// How many leading bytes of an ELF file [`ElfImage::parse`] reads: up to
+/// the end of the last loadable or note segment. Section headers and
+/// debug information, which linkers put after them, are never needed, so
+/// a vmlinux with debug symbols loads from a prefix of itself. `head`
+/// holds at least [`headers_len`] bytes of the file.
+pub fn loadable_len(head: &[u8]) -> Result<u64, LoadError> {
+    let (phoff, phentsize, phnum) = program_header_table(head)?;
+    let table = slice(
+        head,
+        phoff,
+        phentsize * phnum as u64,
+        "program header table",
+    )?;
+    let mut end = phoff + phentsize * phnum as u64;
+    for index in 0..phnum {
+        let ph = &table[index * phentsize as usize..];
+        if matches!(u32_at(ph, 0), PT_LOAD | PT_NOTE) {
+            let (offset, filesz) = (u64_at(ph, 8), u64_at(ph, 32));
+            let seg_end = offset.checked_add(filesz).ok_or(LoadError::BadSegment {
+                index,
+                why: format!("file range [{offset:#x}, +{filesz:#x}) wraps"),
+            })?;
+            end = end.max(seg_end);
+        }
+    }
+    Ok(end.max(ELF_HEADER_LEN))
+}
+
 /// The PHYS32_ENTRY value of a "Xen" note in a note segment, if any.
 fn find_pvh_note(mut notes: &[u8]) -> Option<u64> {
     while notes.len() >= 12 {
@@ -337,6 +399,36 @@ mod tests {
         }
         b.extend_from_slice(extra);
         b
+    }
+
+    // A file with debug information after its segments: the prefix up to
+    // the last segment parses exactly like the whole file.
+    #[test]
+    fn the_loadable_prefix_ends_with_the_last_segment() {
+        let code_at = 64 + 2 * 56;
+        let mut file = elf(
+            &[
+                (PT_LOAD, code_at, 0x10_0000, 0x20, 0x1000),
+                (6, 0, 0, 0, 0), // PT_PHDR: not read
+            ],
+            &[0x90; 0x20],
+        );
+        file.extend(vec![0xdb; 4096]); // "debug information"
+        assert_eq!(headers_len(&file[..64]).unwrap(), code_at);
+        let n = loadable_len(&file[..code_at as usize]).unwrap();
+        assert_eq!(n, code_at + 0x20);
+        let whole = ElfImage::parse(&file).unwrap();
+        let prefix = ElfImage::parse(&file[..n as usize]).unwrap();
+        assert_eq!(prefix.segments, whole.segments);
+        assert_eq!(prefix.entry, whole.entry);
+        // Malformed headers are refused, never mis-sized.
+        assert_eq!(headers_len(b"\x7fEL"), Err(LoadError::NotElf));
+        assert!(loadable_len(&file[..64]).is_err(), "table not in the head");
+        let wraps = elf(&[(PT_LOAD, u64::MAX, 0, 2, 2)], &[]);
+        assert!(matches!(
+            loadable_len(&wraps),
+            Err(LoadError::BadSegment { index: 0, .. })
+        ));
     }
 
     #[test]
