@@ -1,27 +1,7 @@
 //! The guest both sides run, and its entry state.
 
-#[allow(unused_imports)]
-use crate::*;
-#[allow(unused_imports)]
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-#[allow(unused_imports)]
-use std::time::{Duration, Instant};
-
-#[allow(unused_imports)]
-use criterion::{Criterion, SamplingMode, Throughput};
-#[allow(unused_imports)]
-use kvm_bindings::{CpuId, kvm_create_guest_memfd, kvm_regs, kvm_userspace_memory_region2};
-#[allow(unused_imports)]
-use kvm_ioctls::{IoEventAddress, Kvm, NoDatamatch, VcpuExit, VcpuFd, VmFd};
-#[allow(unused_imports)]
-use vmm::native_abi::{SYSTEM_REGION_BASE, SYSTEM_REGION_SIZE};
-#[allow(unused_imports)]
-use vmm::{
-    Access, BindRequest, BootReg, Console, Device, Exit, GuestAddress, GuestMem, GuestMemFile,
-    Mode, Perms, ResumeAction, Status, Vcpu, Vm,
-};
-#[allow(unused_imports)]
-use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+use kvm_bindings::kvm_regs;
+use vmm::{BootReg, Vm};
 
 // ----- guest layout ----------------------------------------------------------------
 

@@ -64,15 +64,10 @@ mod lendvm_side;
 mod measure;
 mod raw_side;
 
-#[allow(unused_imports)]
 use crate::cases::*;
-#[allow(unused_imports)]
 use crate::guest::*;
-#[allow(unused_imports)]
 use crate::lendvm_side::*;
-#[allow(unused_imports)]
 use crate::measure::*;
-#[allow(unused_imports)]
 use crate::raw_side::*;
 
 use std::time::Instant;
