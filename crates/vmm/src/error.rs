@@ -132,5 +132,23 @@ impl Error {
     }
 }
 
+/// An error's message followed by those of its sources, joined by ": ",
+/// each source left out when the text so far already says it (some
+/// messages quote their source). For reports that must say everything on
+/// one line, such as the CLI's.
+pub fn full_message(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let said = cause.to_string();
+        if !said.is_empty() && !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        next = cause.source();
+    }
+    text
+}
+
 /// Result of VM manager calls.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
