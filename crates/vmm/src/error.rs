@@ -625,31 +625,6 @@ pub enum Error {
         /// The earlier failure, as it was reported then.
         reason: String,
     },
-    // ----- being replaced by the structured variants above ----------------------
-    /// The host lacks something (free text; being replaced).
-    #[error("this host cannot run lendvm: {0}")]
-    Unsupported(String),
-
-    /// An argument is invalid (free text; being replaced).
-    #[error("{0}")]
-    Invalid(String),
-
-    /// Something with this identity already exists (free text; being
-    /// replaced).
-    #[error("{0}")]
-    Exists(String),
-
-    /// Nothing matches (free text; being replaced).
-    #[error("{0}")]
-    NotFound(String),
-
-    /// The resource is busy (free text; being replaced).
-    #[error("{0}")]
-    Busy(String),
-
-    /// The VM or vCPU is not runnable (free text; being replaced).
-    #[error("{0}")]
-    NotRunnable(String),
 }
 
 fn word_index(index: Option<usize>) -> String {
@@ -673,12 +648,6 @@ impl Error {
             Interrupted => libc::EINTR,
             Fault { .. } => libc::EFAULT,
             NoSlots { .. } => libc::ENOSPC,
-            Unsupported(_) => libc::EOPNOTSUPP,
-            Invalid(_) => libc::EINVAL,
-            Exists(_) => libc::EEXIST,
-            NotFound(_) => libc::ENOENT,
-            Busy(_) => libc::EBUSY,
-            NotRunnable(_) => libc::ENODEV,
             HostLacks { .. } | KvmApiVersion { .. } | NoIrqchip | AccessVcpuStopped { .. } => {
                 libc::EOPNOTSUPP
             }
@@ -777,3 +746,6 @@ pub fn full_message(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// Result of VM manager calls.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests;
