@@ -33,18 +33,15 @@ fn x_count(profile: Profile) -> u32 {
 /// must be zero; anything outside the profile's namespace, or a call after
 /// START, is EINVAL.
 pub fn set_boot_context(vm: &Vm, ctx: &gunyah_vm_boot_context, profile: Profile) -> Result<()> {
-    let bad = |why: String| Err(Error::Invalid(why));
     if ctx.reserved != 0 {
-        return bad(format!(
-            "boot context reserved field is {:#x}, must be 0",
-            ctx.reserved
-        ));
+        return Err(Error::ReservedNotZero {
+            what: "boot context",
+            index: None,
+            value: u64::from(ctx.reserved),
+        });
     }
     if ctx.reg >> 16 != 0 {
-        return bad(format!(
-            "boot context register {:#x} has bits above 16",
-            ctx.reg
-        ));
+        return Err(Error::UnknownRegisterSet { reg: ctx.reg });
     }
     let (set, index) = (ctx.reg >> 8, ctx.reg & 0xff);
     let reg = match (set, index, profile) {
@@ -52,16 +49,16 @@ pub fn set_boot_context(vm: &Vm, ctx: &gunyah_vm_boot_context, profile: Profile)
         (REG_SET_X, i, p) if i < x_count(p) => None,
         (REG_SET_PC, 0, _) => Some(BootReg::Pc),
         (REG_SET_SP, 0, _) | (REG_SET_SP, 1, Profile::Compat) => Some(BootReg::Sp),
-        (REG_SET_X, i, p) => {
-            return bad(format!(
-                "register X{i} does not exist: this VM takes X0..X{} (X0..X15 are RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8..R15)",
-                x_count(p) - 1
-            ));
+        (REG_SET_X, index, p) => {
+            return Err(Error::NoSuchXRegister {
+                index,
+                count: x_count(p),
+            });
         }
-        (REG_SET_PC | REG_SET_SP, i, _) => {
-            return bad(format!("register set {set} has no index {i}"));
+        (REG_SET_PC | REG_SET_SP, index, _) => {
+            return Err(Error::NoSuchRegisterIndex { set, index });
         }
-        _ => return bad(format!("unknown boot context register set {set}")),
+        _ => return Err(Error::UnknownRegisterSet { reg: ctx.reg }),
     };
     match reg {
         Some(reg) => vm.set_boot_reg(reg, ctx.value),

@@ -38,10 +38,10 @@ pub fn check_start(vm: &Vm) -> Result<()> {
     };
     let end = dtb.addr.saturating_add(dtb.size.max(1));
     if dtb.addr < PLATFORM_MMIO.end && PLATFORM_MMIO.start < end {
-        return Err(Error::Invalid(format!(
-            "the DTB at {:#x} lies in the platform's MMIO range [{:#x}, {:#x}): Gunyah's resource manager takes it only from RAM",
-            dtb.addr, PLATFORM_MMIO.start, PLATFORM_MMIO.end
-        )));
+        return Err(Error::DtbInPlatformMmio {
+            addr: dtb.addr,
+            mmio: PLATFORM_MMIO,
+        });
     }
     let exec = vm
         .bindings()
@@ -49,10 +49,7 @@ pub fn check_start(vm: &Vm) -> Result<()> {
         .find(|b| b.contains_guest(dtb.addr))
         .map(|b| b.perms().exec);
     if exec == Some(false) {
-        return Err(Error::Invalid(format!(
-            "the binding that holds the DTB at {:#x} does not allow execution: Gunyah's resource manager refuses it",
-            dtb.addr
-        )));
+        return Err(Error::DtbNotExecutable { addr: dtb.addr });
     }
     Ok(())
 }

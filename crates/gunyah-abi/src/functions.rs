@@ -59,11 +59,9 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from(u32_at(b, at)) | (u64::from(u32_at(b, at + 4)) << 32)
 }
 
-fn require_size(what: &str, size: u32, want: usize) -> Result<()> {
+fn require_size(what: &'static str, size: u32, want: usize) -> Result<()> {
     if size as usize != want {
-        return Err(Error::Invalid(format!(
-            "{what} argument size {size} is wrong: it must be {want}"
-        )));
+        return Err(Error::ArgSize { what, size, want });
     }
     Ok(())
 }
@@ -73,10 +71,10 @@ fn require_size(what: &str, size: u32, want: usize) -> Result<()> {
 /// size for the type (EINVAL).
 pub fn decode_function(desc: &gunyah_fn_desc) -> Result<FunctionArg> {
     if desc.arg_size > GUNYAH_FN_MAX_ARG_SIZE {
-        return Err(Error::Invalid(format!(
-            "function argument size {} exceeds the limit of {GUNYAH_FN_MAX_ARG_SIZE}",
-            desc.arg_size
-        )));
+        return Err(Error::ArgTooLarge {
+            size: desc.arg_size,
+            limit: GUNYAH_FN_MAX_ARG_SIZE,
+        });
     }
     let b = copy_from_user(desc.arg, desc.arg_size as usize)?;
     match desc.type_ {
@@ -108,7 +106,7 @@ pub fn decode_function(desc: &gunyah_fn_desc) -> Result<FunctionArg> {
                 padding: u32_at(&b, 28),
             }))
         }
-        t => Err(Error::NotFound(format!("unknown function type {t}"))),
+        kind => Err(Error::UnknownFunction { kind }),
     }
 }
 
@@ -130,10 +128,11 @@ fn event(fd: RawFd) -> Result<EventFd> {
 
 fn ioevent(a: &gunyah_fn_ioeventfd_arg) -> Result<Ioevent> {
     if a.flags & !GUNYAH_IOEVENTFD_FLAGS_DATAMATCH != 0 {
-        return Err(Error::Invalid(format!(
-            "unknown ioeventfd flags {:#x} (only DATAMATCH 0x1 exists)",
-            a.flags & !GUNYAH_IOEVENTFD_FLAGS_DATAMATCH
-        )));
+        return Err(Error::UnknownFlags {
+            what: "ioeventfd",
+            flags: a.flags,
+            known: "DATAMATCH (0x1)",
+        });
     }
     Ok(Ioevent {
         addr: a.addr,
@@ -144,10 +143,11 @@ fn ioevent(a: &gunyah_fn_ioeventfd_arg) -> Result<Ioevent> {
 
 fn irqfd_level(a: &gunyah_fn_irqfd_arg) -> Result<bool> {
     if a.flags & !GUNYAH_IRQFD_FLAGS_LEVEL != 0 {
-        return Err(Error::Invalid(format!(
-            "unknown irqfd flags {:#x} (only LEVEL 0x1 exists)",
-            a.flags & !GUNYAH_IRQFD_FLAGS_LEVEL
-        )));
+        return Err(Error::UnknownFlags {
+            what: "irqfd",
+            flags: a.flags,
+            known: "LEVEL (0x1)",
+        });
     }
     Ok(a.flags & GUNYAH_IRQFD_FLAGS_LEVEL != 0)
 }

@@ -61,9 +61,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// ([`compat::PLATFORM_MMIO`]).
 pub fn create_vm(dev: &Device, vm_type: u64, profile: Profile) -> Result<Vm> {
     if vm_type != 0 {
-        return Err(Error::Invalid(format!(
-            "VM type {vm_type} is not supported: the only VM type is 0"
-        )));
+        return Err(Error::UnknownVmType { vm_type });
     }
     let vm = dev.create_vm()?;
     if profile == Profile::Compat {
@@ -83,10 +81,11 @@ pub fn create_guest_mem(
     profile: Profile,
 ) -> Result<GuestMem> {
     if let Some(i) = args.reserved.iter().position(|&r| r != 0) {
-        return Err(Error::Invalid(format!(
-            "CREATE_GUEST_MEM reserved word {i} is {:#x}: reserved words must be 0",
-            args.reserved[i]
-        )));
+        return Err(Error::ReservedNotZero {
+            what: "CREATE_GUEST_MEM",
+            index: Some(i),
+            value: args.reserved[i],
+        });
     }
     match profile {
         Profile::Strict => dev.create_guest_mem(args.size, args.flags),
@@ -156,10 +155,11 @@ pub unsafe fn set_user_mem_region(
 ) -> Result<()> {
     let known = uapi::GUNYAH_MEM_ALLOW_RWX;
     if r.flags & !known != 0 {
-        return Err(Error::Invalid(format!(
-            "user region flags {:#x}: only R (0x1), W (0x2) and X (0x4) exist",
-            r.flags
-        )));
+        return Err(Error::UnknownFlags {
+            what: "user region",
+            flags: r.flags,
+            known: "R (0x1), W (0x2) and X (0x4)",
+        });
     }
     let region = UserMemRegion {
         label: r.label,

@@ -19,9 +19,7 @@ fn resume_action(raw: u8) -> Result<ResumeAction> {
         GUNYAH_VCPU_RESUME_HANDLED => Ok(ResumeAction::Handled),
         GUNYAH_VCPU_RESUME_FAULT => Ok(ResumeAction::Fault),
         GUNYAH_VCPU_RESUME_RETRY => Ok(ResumeAction::Retry),
-        v => Err(Error::Invalid(format!(
-            "resume action {v} is not HANDLED (0), FAULT (1) or RETRY (2)"
-        ))),
+        action => Err(Error::BadResumeAction { action }),
     }
 }
 

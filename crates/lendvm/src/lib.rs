@@ -67,7 +67,7 @@ pub fn main(args: Vec<OsString>) -> u8 {
             let caps = dev
                 .as_ref()
                 .map(|d| d.capabilities())
-                .map_err(|e| e.to_string());
+                .map_err(|e| vmm::full_message(e));
             if json {
                 out(&format!("{}\n", info::json(caps)));
             } else {
@@ -85,9 +85,9 @@ pub fn main(args: Vec<OsString>) -> u8 {
             });
             let guest = args.guest().is_some();
             let result = if guest {
-                run::run(&args, &stop).map_err(|e| (e.is_usage(), e.to_string()))
+                run::run(&args, &stop).map_err(|e| (e.is_usage(), vmm::full_message(&e)))
             } else {
-                demo::run(&stop).map_err(|e| (false, e.to_string()))
+                demo::run(&stop).map_err(|e| (false, vmm::full_message(&e)))
             };
             match result {
                 Ok(report) => {

@@ -75,6 +75,9 @@ pub enum RunError {
     /// The VM manager refused something.
     #[error(transparent)]
     Vm(#[from] vmm::Error),
+    /// A vCPU thread panicked (a bug in lendvm): the run has no result.
+    #[error("a vCPU thread panicked")]
+    VcpuPanicked,
 }
 
 impl RunError {
@@ -503,12 +506,12 @@ fn run_vcpus(
     vcpus: Vec<vmm::Vcpu>,
     stop: &Stop,
     fallback: Fallback,
-) -> Result<Ending, vmm::Error> {
+) -> Result<Ending, RunError> {
     let kickers: Vec<vmm::Kicker> = vcpus.iter().map(|v| v.kicker()).collect();
     for k in &kickers {
         stop.watch(k.clone());
     }
-    let results: Vec<Result<Status, vmm::Error>> = std::thread::scope(|s| {
+    let results: Vec<Result<Status, RunError>> = std::thread::scope(|s| {
         let handles: Vec<_> = vcpus
             .into_iter()
             .map(|mut vcpu| {
@@ -527,20 +530,20 @@ fn run_vcpus(
             .into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Err(vmm::Error::Invalid("a vCPU thread panicked".into())))
+                    .map_or(Err(RunError::VcpuPanicked), |r| r.map_err(RunError::Vm))
             })
             .collect()
     });
-    // Report the error that stopped the VM, not the interruptions it caused.
-    if let Some(e) = results
-        .iter()
-        .filter_map(|r| r.as_ref().err())
-        .find(|e| !matches!(e, vmm::Error::Interrupted))
-    {
-        return Err(vmm::Error::Invalid(e.to_string()));
-    }
     // A guest that stopped by itself wins over a signal that came as it did.
     let stopped_by_guest = results.iter().any(Result::is_ok);
+    // Report the error that stopped the VM, not the interruptions it caused.
+    if let Some(e) = results
+        .into_iter()
+        .filter_map(Result::err)
+        .find(|e| !matches!(e, RunError::Vm(vmm::Error::Interrupted)))
+    {
+        return Err(e);
+    }
     Ok(match (vm.status(), stop.signal()) {
         (Some(status), _) if stopped_by_guest => Ending::Vm(status),
         (_, Some(signal)) => Ending::Signal(signal),

@@ -117,9 +117,12 @@ pub struct BootArgs<'a> {
     pub initrd: Option<&'a [u8]>,
 }
 
-fn write(vm: &Vm, gpa: u64, bytes: &[u8], what: &str) -> Result<(), Error> {
-    vm.write_guest(gpa, bytes)
-        .map_err(|e| Error::Invalid(format!("cannot write the {what} at {gpa:#x}: {e}")))
+fn write(vm: &Vm, gpa: u64, bytes: &[u8], what: &'static str) -> Result<(), Error> {
+    vm.write_guest(gpa, bytes).map_err(|e| Error::GuestWrite {
+        what,
+        gpa,
+        source: Box::new(e),
+    })
 }
 
 /// RAM as the guest is told about it: the VM's bindings, merged, with the
@@ -154,14 +157,12 @@ fn low_ram(map: &[(Range<u64>, u32)]) -> Result<Range<u64>, Error> {
         .find(|(r, t)| *t == E820_RAM && r.start <= HIMEM_START && r.end > HIMEM_START);
     match (first, high) {
         (Some(_), Some((r, _))) => Ok(HIMEM_START..r.end.min(MMIO_HOLE)),
-        _ => Err(Error::Invalid(
-            "standard boots need guest RAM bound from address 0 past 1 MiB".into(),
-        )),
+        _ => Err(Error::NoLowRam),
     }
 }
 
 fn placed<T>(r: Result<T, placement::PlaceError>) -> Result<T, Error> {
-    r.map_err(|e| Error::Invalid(e.to_string()))
+    r.map_err(Error::Place)
 }
 
 /// Place an initrd at the top of low RAM, above `floor`.
@@ -192,13 +193,10 @@ fn write_cmdline(vm: &Vm, cmdline: &str, max: u64) -> Result<u64, Error> {
 /// memory map from the bindings, the command line and the initrd as module
 /// 0, and enter at the note's address in 32-bit protected mode.
 pub fn prepare_pvh(vm: &Vm, elf: &ElfImage<'_>, args: &BootArgs<'_>) -> Result<BootLayout, Error> {
-    let entry = elf
-        .pvh_entry
-        .ok_or_else(|| Error::Invalid("the image has no PVH entry note".into()))?;
+    let entry = elf.pvh_entry.ok_or(Error::NoPvhNote)?;
     let map = memory_map(vm);
     let low = low_ram(&map)?;
-    elf.load_segments(vm)
-        .map_err(|e| Error::Invalid(e.to_string()))?;
+    elf.load_segments(vm).map_err(Error::Load)?;
     let kernel = elf.span();
     let cmdline_len = write_cmdline(vm, args.cmdline, 0x1_0000)?;
     let initrd = match args.initrd {
@@ -210,10 +208,11 @@ pub fn prepare_pvh(vm: &Vm, elf: &ElfImage<'_>, args: &BootArgs<'_>) -> Result<B
     let memmap = modlist + size_of::<hvm_modlist_entry>() as u64;
     let room = (ZERO_PAGE - memmap) / size_of::<hvm_memmap_table_entry>() as u64;
     if map.len() as u64 > room {
-        return Err(Error::Invalid(format!(
-            "{} memory map entries do not fit in the start info page (at most {room})",
-            map.len()
-        )));
+        return Err(Error::TooManyMapEntries {
+            entries: map.len(),
+            max: room,
+            table: "the start info page",
+        });
     }
     let info = hvm_start_info {
         magic: PVH_MAGIC,
@@ -298,7 +297,7 @@ pub fn bzimage_header(image: &[u8]) -> Result<setup_header, LoadError> {
 /// e820 map from the bindings, the command line and the initrd, and enter
 /// at load + 0x200 in long mode with RSI = the zero page.
 pub fn prepare_linux(vm: &Vm, image: &[u8], args: &BootArgs<'_>) -> Result<BootLayout, Error> {
-    let mut hdr = bzimage_header(image).map_err(|e| Error::Invalid(e.to_string()))?;
+    let mut hdr = bzimage_header(image).map_err(Error::Load)?;
     let map = memory_map(vm);
     let low = low_ram(&map)?;
     // linux-loader writes the kernel straight into the VM's memory (its
@@ -311,7 +310,7 @@ pub fn prepare_linux(vm: &Vm, image: &[u8], args: &BootArgs<'_>) -> Result<BootL
             &mut std::io::Cursor::new(image),
             Some(GuestAddress(HIMEM_START)),
         )
-        .map_err(|e| Error::Invalid(format!("linux-loader refused the bzImage: {e}")))?
+        .map_err(|source| Error::BzImageLoad { source })?
     };
     let kernel = loaded.kernel_load.0..loaded.kernel_end;
     for (gpa, bytes) in crate::x86::linux64_tables() {
@@ -321,10 +320,10 @@ pub fn prepare_linux(vm: &Vm, image: &[u8], args: &BootArgs<'_>) -> Result<BootL
     // address: nothing else may live there.
     let kernel_floor = kernel.start + u64::from(hdr.init_size).max(kernel.end - kernel.start);
     if kernel_floor > low.end {
-        return Err(Error::Invalid(format!(
-            "the kernel needs RAM up to {kernel_floor:#x} to unpack, guest RAM ends at {:#x}",
-            low.end
-        )));
+        return Err(Error::NoRoomToUnpack {
+            needs: kernel_floor,
+            ram_end: low.end,
+        });
     }
     let max_cmdline = u64::from(hdr.cmdline_size).max(255) + 1;
     let cmdline_len = write_cmdline(vm, args.cmdline, max_cmdline)?;
@@ -336,10 +335,11 @@ pub fn prepare_linux(vm: &Vm, image: &[u8], args: &BootArgs<'_>) -> Result<BootL
         None => None,
     };
     if map.len() > 128 {
-        return Err(Error::Invalid(format!(
-            "{} e820 entries do not fit in the zero page (at most 128)",
-            map.len()
-        )));
+        return Err(Error::TooManyMapEntries {
+            entries: map.len(),
+            max: 128,
+            table: "the zero page's e820 table",
+        });
     }
     let mut params = boot_params::default();
     hdr.type_of_loader = LOADER_OTHER;

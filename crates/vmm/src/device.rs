@@ -111,11 +111,11 @@ fn make_non_dumpable() -> Result<()> {
     Ok(())
 }
 
-fn require(kvm: &Kvm, cap: Cap, what: &str) -> Result<()> {
+fn require(kvm: &Kvm, cap: Cap, what: &'static str) -> Result<()> {
     if kvm.check_extension(cap) {
         Ok(())
     } else {
-        Err(Error::Unsupported(format!("KVM lacks {what} ({cap:?})")))
+        Err(Error::HostLacks { what, cap })
     }
 }
 
@@ -128,9 +128,7 @@ impl Device {
         })?;
         let api_version = kvm.get_api_version();
         if api_version != 12 {
-            return Err(Error::Unsupported(format!(
-                "KVM API version {api_version}, lendvm needs 12"
-            )));
+            return Err(Error::KvmApiVersion { found: api_version });
         }
         require(&kvm, Cap::UserMemory, "user memory regions")?;
         require(&kvm, Cap::SyncRegs, "synchronised registers")?;

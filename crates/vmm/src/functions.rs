@@ -131,14 +131,13 @@ impl Table {
     ) -> Result<()> {
         let event = eventfd(event)?;
         if self.irqfds.contains_key(&label) {
-            return Err(Error::Exists(format!(
-                "irqfd label {label} is already registered"
-            )));
+            return Err(Error::IrqfdLabelTaken { label });
         }
         if label >= IRQFD_LABELS {
-            return Err(Error::Invalid(format!(
-                "irqfd label {label} has no interrupt line on x86: labels are 0..{IRQFD_LABELS} (the IOAPIC inputs)"
-            )));
+            return Err(Error::IrqfdLabelOutOfRange {
+                label,
+                labels: IRQFD_LABELS,
+            });
         }
         let resample = if level {
             let r =
@@ -160,10 +159,7 @@ impl Table {
 
     /// SPEC F-2, F-5: remove the irqfd with this label (matched on label only).
     pub(crate) fn remove_irqfd(&mut self, vm: &VmFd, label: u32) -> Result<()> {
-        let irq = self
-            .irqfds
-            .remove(&label)
-            .ok_or_else(|| Error::NotFound(format!("no irqfd has label {label}")))?;
+        let irq = self.irqfds.remove(&label).ok_or(Error::NoIrqfd { label })?;
         vm.unregister_irqfd(&irq.event, label)
             .map_err(|e| Error::kvm("KVM_IRQFD (deassign)", e))?;
         drop(irq.resample);
@@ -173,33 +169,26 @@ impl Table {
     /// SPEC F-6: add an ioeventfd.
     pub(crate) fn add_ioeventfd(&mut self, vm: &VmFd, event: &EventFd, a: &Ioevent) -> Result<()> {
         if ![0, 1, 2, 4, 8].contains(&a.len) {
-            return Err(Error::Invalid(format!(
-                "ioeventfd length {} is not 0, 1, 2, 4 or 8",
-                a.len
-            )));
+            return Err(Error::IoeventfdLength { len: a.len });
         }
         if a.addr.checked_add(u64::from(a.len)).is_none() {
-            return Err(Error::Invalid(format!(
-                "ioeventfd range [{:#x}, +{}) wraps past the end of the address space",
-                a.addr, a.len
-            )));
+            return Err(Error::Wraps {
+                what: "ioeventfd range",
+                addr: a.addr,
+                size: u64::from(a.len),
+            });
         }
         if a.len == 0 && a.datamatch.is_some() {
-            return Err(Error::Invalid(
-                "an ioeventfd with DATAMATCH needs a length of 1, 2, 4 or 8".into(),
-            ));
+            return Err(Error::DatamatchWithoutLength);
         }
         let event = eventfd(event)?;
         let key = IoeventKey::from_ioevent(a);
         if let Some(old) = self.ioeventfds.iter().find(|e| e.key.conflicts(&key)) {
-            return Err(Error::Exists(format!(
-                "an ioeventfd at {:#x} (length {}, {}) already covers this one",
-                old.key.addr,
-                old.key.len,
-                old.key
-                    .datamatch
-                    .map_or("any value".to_string(), |v| format!("value {v:#x}"))
-            )));
+            return Err(Error::IoeventfdExists {
+                addr: old.key.addr,
+                len: old.key.len,
+                datamatch: old.key.datamatch,
+            });
         }
         let entry = Ioeventfd { key, event };
         register_ioevent(vm, &entry).map_err(|e| Error::kvm("KVM_IOEVENTFD", e))?;
@@ -223,10 +212,10 @@ impl Table {
         }
         self.ioeventfds = kept;
         if self.ioeventfds.len() == before {
-            return Err(Error::NotFound(format!(
-                "no ioeventfd matches address {:#x}, length {}",
-                a.addr, a.len
-            )));
+            return Err(Error::NoIoeventfd {
+                addr: a.addr,
+                len: a.len,
+            });
         }
         Ok(())
     }

@@ -50,7 +50,7 @@ pub use guest_abi::native as native_abi;
 
 pub use boot::BootMode;
 pub use device::{Capabilities, Device, GuestMem, VmOptions};
-pub use error::{Error, Result};
+pub use error::{Error, Result, full_message};
 pub use functions::Ioevent;
 pub use memory::{HostMemory, MAX_CHUNK, MIN_CHUNK, MemoryStats, demand_chunk};
 pub use ports::{Console, ConsoleClosed, PortDevice, console_closed};

@@ -58,7 +58,7 @@ impl RegistryState {
     pub(crate) fn unmap(&mut self, mem: &VmMemory, req: &MapRequest) -> Result<()> {
         let plan = self.bindings.plan_unmap(mem.vm, req)?;
         let (Some(old), Some(removed)) = (plan.removed.first(), plan.reclaim.first()) else {
-            return Err(Error::NotFound("the unmap plan removes nothing".into()));
+            return Err(Error::NothingToUnmap);
         };
         mem.lock().remove_binding(old, removed, &plan.added)?;
         self.commit(plan)

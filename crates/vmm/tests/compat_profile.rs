@@ -65,7 +65,7 @@ fn a_start_refused_by_the_callers_rule_fails_the_vm_for_good() {
     let Some(g) = guest() else { return };
     let mut vcpu = g.vm.add_vcpu(0).unwrap();
     let err =
-        g.vm.start_with(|_| Err(Error::Invalid("the platform refuses this DTB".into())))
+        g.vm.start_with(|_| Err(Error::DtbNotExecutable { addr: DTB }))
             .unwrap_err();
     assert_eq!(err.errno(), libc::EINVAL);
     // Later STARTs: ENODEV, and the check is not asked again.
@@ -87,6 +87,6 @@ fn a_running_vm_starts_again_without_asking_the_check() {
     })
     .unwrap();
     assert!(asked.load(Ordering::SeqCst));
-    g.vm.start_with(|_| Err(Error::Invalid("must not be asked".into())))
+    g.vm.start_with(|_| Err(Error::DtbNotExecutable { addr: DTB }))
         .unwrap();
 }

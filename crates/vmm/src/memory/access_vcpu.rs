@@ -132,10 +132,10 @@ impl AccessVcpu {
                 // or will re-run idempotently.
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
                 Err(e) => break Err(Error::kvm("KVM_RUN (access vCPU)", e)),
-                Ok(other) => {
-                    break Err(Error::Unsupported(format!(
-                        "the access vCPU stopped with {other:?} instead of completing its stub"
-                    )));
+                Ok(_) => {
+                    break Err(Error::AccessVcpuStopped {
+                        exit_reason: self.fd.get_kvm_run().exit_reason,
+                    });
                 }
             }
         };
@@ -177,9 +177,7 @@ impl AccessVcpu {
 }
 
 fn bad_len(len: usize) -> Error {
-    Error::Invalid(format!(
-        "the access vCPU moves 1, 2, 4 or 8 bytes at a time, not {len}"
-    ))
+    Error::AccessWidth { len }
 }
 
 /// Split `[gpa, gpa + len)` into naturally sized pieces the stubs move

@@ -39,9 +39,7 @@ impl MemState {
             at = piece.end;
         }
         if at < end {
-            return Err(Error::NotFound(format!(
-                "guest address {at:#x} is not bound to any guest memory file"
-            )));
+            return Err(Error::NotBound { gpa: at });
         }
         Ok(pieces)
     }
@@ -67,5 +65,5 @@ impl MemState {
 }
 
 fn too_long(len: u64) -> Error {
-    Error::Invalid(format!("a host access of {len:#x} bytes is too long"))
+    Error::HostAccessTooLong { len }
 }

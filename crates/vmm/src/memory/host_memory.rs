@@ -44,17 +44,14 @@ impl MemState {
                 // `page_states` answered for the binding's own file range.
                 let gpa = b.info.guest_addr_of(run.start).unwrap_or(range.start);
                 let (region, registration) = view.into_parts();
-                let region = GuestRegionMmap::new(region, GuestAddress(gpa)).ok_or_else(|| {
-                    Error::Invalid(format!(
-                        "guest range at {gpa:#x} cannot be described to vm-memory"
-                    ))
-                })?;
+                let region = GuestRegionMmap::new(region, GuestAddress(gpa))
+                    .ok_or(Error::HostRegion { gpa })?;
                 regions.push(region);
                 registrations.push(registration);
             }
         }
-        let mem = GuestMemoryMmap::from_regions(regions)
-            .map_err(|e| Error::Invalid(format!("the VM's memory cannot be mapped: {e}")))?;
+        let mem =
+            GuestMemoryMmap::from_regions(regions).map_err(|source| Error::HostMap { source })?;
         Ok(HostMemory {
             mem,
             _registrations: registrations,

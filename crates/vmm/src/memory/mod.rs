@@ -235,17 +235,21 @@ impl MemState {
     /// Keep bindings out of `range` (lendvm's own memory lives there).
     pub(crate) fn reserve(&mut self, range: Range<u64>, what: &'static str) -> Result<()> {
         if let Some((b, _)) = self.bound.last_overlap(&range) {
-            return Err(Error::Exists(format!(
-                "{what} [{:#x}, {:#x}) overlaps the binding at [{:#x}, {:#x})",
-                range.start, range.end, b.start, b.end
-            )));
+            return Err(Error::Overlaps {
+                what,
+                range,
+                other: "the binding",
+                other_range: b,
+            });
         }
-        self.reserved.insert(range.clone(), what).map_err(|r| {
-            Error::Exists(format!(
-                "{what} [{:#x}, {:#x}) overlaps reserved range [{:#x}, {:#x})",
-                range.start, range.end, r.start, r.end
-            ))
-        })
+        self.reserved
+            .insert(range.clone(), what)
+            .map_err(|r| Error::Overlaps {
+                what,
+                range: range.clone(),
+                other: "the reserved range",
+                other_range: r,
+            })
     }
 
     /// Install a region of lendvm's own (not a binding) at `range`,
@@ -307,10 +311,12 @@ impl MemState {
         };
         let range = b.range();
         if let Some((r, what)) = self.reserved.last_overlap(&range) {
-            return Err(Error::Exists(format!(
-                "guest range [{:#x}, {:#x}) overlaps {what} [{:#x}, {:#x})",
-                range.start, range.end, r.start, r.end
-            )));
+            return Err(Error::Overlaps {
+                what: "guest range",
+                range,
+                other: what,
+                other_range: r,
+            });
         }
         let need = b.slots_needed();
         self.reserve_slots(need)?;
@@ -343,10 +349,9 @@ impl MemState {
         kept: &[BindingInfo],
     ) -> Result<()> {
         let Some((_, b)) = self.bound.get(old.guest_addr) else {
-            return Err(Error::NotFound(format!(
-                "no binding at guest address {:#x}",
-                old.guest_addr
-            )));
+            return Err(Error::NotBound {
+                gpa: old.guest_addr,
+            });
         };
         let b = b.clone();
         let pieces: Vec<Bound> = kept
@@ -520,17 +525,15 @@ impl MemState {
             covered = b.info.guest_end();
         }
         if covered < range.end {
-            return Err(Error::NotFound(format!(
-                "guest address {covered:#x} is not bound: [{:#x}, {:#x}) cannot be lent",
-                range.start, range.end
-            )));
+            return Err(Error::NotBoundForLend {
+                gpa: covered,
+                range,
+            });
         }
         if let Some(b) = pieces.iter().find(|b| !b.info.is_lend()) {
-            return Err(Error::Invalid(format!(
-                "the binding at [{:#x}, {:#x}) shares its memory: only lend bindings can be lent now",
-                b.info.guest_addr,
-                b.info.guest_end()
-            )));
+            return Err(Error::LendShared {
+                range: b.info.guest_addr..b.info.guest_end(),
+            });
         }
         let parts: Vec<(Bound, Range<u64>)> = pieces
             .into_iter()
@@ -553,17 +556,13 @@ impl MemState {
     /// (installed already) the pages only stop being host-accessible.
     pub(crate) fn hand_over_dtb(&mut self, range: Range<u64>) -> Result<()> {
         let Some((_, b)) = self.bound.get(range.start) else {
-            return Err(Error::NotFound(format!(
-                "the DTB [{:#x}, {:#x}) does not lie inside one binding",
-                range.start, range.end
-            )));
+            return Err(Error::DtbOutsideBinding { range });
         };
         let b = b.clone();
         let busy = |e: Step| match e {
-            Step::Lend(gmem::Error::Busy { .. }) => Error::Busy(format!(
-                "the host has a view of the DTB pages [{:#x}, {:#x}): they cannot be lent at START",
-                range.start, range.end
-            )),
+            Step::Lend(gmem::Error::Busy { .. }) => Error::HostViewOverDtb {
+                range: range.clone(),
+            },
             e => e.into_error(&range),
         };
         if !b.info.is_lend() {
@@ -635,17 +634,16 @@ impl Step {
         matches!(
             self,
             Step::Lend(gmem::Error::Busy { .. } | gmem::Error::WrongState { .. })
-                | Step::Install(Error::NoSlots { .. } | Error::Busy(_))
+                | Step::Install(Error::NoSlots { .. } | Error::SlotOccupied { .. })
         )
     }
 
     /// The caller's error for guest range `range`.
     fn into_error(self, range: &Range<u64>) -> Error {
         match self {
-            Step::Lend(gmem::Error::Busy { .. }) => Error::Busy(format!(
-                "the host has a view of guest pages in [{:#x}, {:#x}): they cannot be lent",
-                range.start, range.end
-            )),
+            Step::Lend(gmem::Error::Busy { .. }) => Error::HostViewOverLend {
+                range: range.clone(),
+            },
             Step::Lend(e) => e.into(),
             Step::Install(e) => e,
         }

@@ -148,10 +148,11 @@ impl Slots {
     ) -> Result<()> {
         debug_assert!(range.start.is_multiple_of(PAGE_SIZE) && range.end.is_multiple_of(PAGE_SIZE));
         if let Some((r, s)) = self.installed.last_overlap(&range) {
-            return Err(Error::Busy(format!(
-                "guest range [{:#x}, {:#x}) is already installed in KVM slot {} [{:#x}, {:#x})",
-                range.start, range.end, s.id, r.start, r.end
-            )));
+            return Err(Error::SlotOccupied {
+                range,
+                slot: s.id,
+                slot_range: r,
+            });
         }
         let Some(id) = self.free.pop() else {
             return Err(Error::NoSlots { needed: 1, free: 0 });

@@ -37,52 +37,63 @@ impl MemState {
         r: &gunyah_userspace_memory_region,
         lend: bool,
     ) -> Result<()> {
-        let invalid = |why: String| Err(Error::Invalid(why));
         if r.flags & !GUNYAH_MEM_ALLOW_RWX != 0 {
-            return invalid(format!(
-                "user region flags {:#x}: only R (0x1), W (0x2) and X (0x4) exist",
-                r.flags
-            ));
+            return Err(Error::UnknownFlags {
+                what: "user region",
+                flags: r.flags,
+                known: "R (0x1), W (0x2) and X (0x4)",
+            });
         }
         if r.flags == 0 {
-            return invalid("a user region must grant some of R, W, X".into());
+            return Err(Error::NoPermissions {
+                what: "user region",
+            });
         }
-        for (what, v) in [
-            ("guest address", r.guest_phys_addr),
-            ("size", r.memory_size),
-            ("userspace address", r.userspace_addr),
+        for (what, value) in [
+            ("user region guest address", r.guest_phys_addr),
+            ("user region size", r.memory_size),
+            ("user region userspace address", r.userspace_addr),
         ] {
-            if !v.is_multiple_of(PAGE_SIZE) {
-                return invalid(format!("user region {what} {v:#x} is not page-aligned"));
+            if !value.is_multiple_of(PAGE_SIZE) {
+                return Err(Error::NotPageAligned { what, value });
             }
         }
         if r.memory_size == 0 {
-            return invalid("a user region cannot be empty".into());
+            return Err(Error::Empty {
+                what: "user region",
+            });
         }
-        let (Some(end), Some(_)) = (
-            r.guest_phys_addr.checked_add(r.memory_size),
-            r.userspace_addr.checked_add(r.memory_size),
-        ) else {
-            return invalid("user region wraps past the end of the address space".into());
+        let wraps = |what, addr| Error::Wraps {
+            what,
+            addr,
+            size: r.memory_size,
         };
+        let end = r
+            .guest_phys_addr
+            .checked_add(r.memory_size)
+            .ok_or_else(|| wraps("user region guest range", r.guest_phys_addr))?;
+        if r.userspace_addr.checked_add(r.memory_size).is_none() {
+            return Err(wraps("user region userspace range", r.userspace_addr));
+        }
         let range = r.guest_phys_addr..end;
         if self.user_regions.contains_key(&r.label) {
-            return Err(Error::Exists(format!(
-                "user region label {} is taken",
-                r.label
-            )));
+            return Err(Error::RegionLabelTaken { label: r.label });
         }
-        if let Some((x, what)) = self.reserved.last_overlap(&range) {
-            return Err(Error::Exists(format!(
-                "user region [{:#x}, {end:#x}) overlaps {what} [{:#x}, {:#x})",
-                range.start, x.start, x.end
-            )));
+        if let Some((other_range, &other)) = self.reserved.last_overlap(&range) {
+            return Err(Error::Overlaps {
+                what: "user region",
+                range,
+                other,
+                other_range,
+            });
         }
-        if self.bound.last_overlap(&range).is_some() {
-            return Err(Error::Exists(format!(
-                "user region [{:#x}, {end:#x}) overlaps a binding",
-                range.start
-            )));
+        if let Some((other_range, _)) = self.bound.last_overlap(&range) {
+            return Err(Error::Overlaps {
+                what: "user region",
+                range,
+                other: "a binding",
+                other_range,
+            });
         }
         self.reserve_slots(1)?;
         let readonly = r.flags & GUNYAH_MEM_ALLOW_WRITE == 0;

@@ -238,13 +238,11 @@ impl Vcpu {
         // SPEC R-3: one runner at a time.
         let mut st = core.lock();
         if !core.is_active() || core.generation.load(Ordering::SeqCst) != self.generation {
-            return Err(Error::NotRunnable(format!("vCPU {} was removed", core.id)));
+            return Err(Error::VcpuRemoved { id: core.id });
         }
         match self.vm.lifecycle() {
             Lifecycle::NotStarted => {
-                return Err(Error::NotRunnable(
-                    "the VM has not been started (START)".into(),
-                ));
+                return Err(Error::NotStarted);
             }
             Lifecycle::LoadFailed(_) => return Ok(self.stop(&mut st, Status::LoadFailed)),
             Lifecycle::Running => {}
@@ -360,10 +358,7 @@ impl Vcpu {
                         return Ok(self.stop(st, status));
                     }
                     if !self.core.is_active() {
-                        return Err(Error::NotRunnable(format!(
-                            "vCPU {} was removed",
-                            self.core.id
-                        )));
+                        return Err(Error::VcpuRemoved { id: self.core.id });
                     }
                     if self.core.kick.requested.swap(false, Ordering::SeqCst) {
                         return Err(Error::Interrupted);

@@ -116,12 +116,10 @@ impl Vm {
         lock(&self.inner.config)
     }
 
-    pub(crate) fn require_not_started(&self, what: &str) -> Result<MutexGuard<'_, Config>> {
+    pub(crate) fn require_not_started(&self, what: &'static str) -> Result<MutexGuard<'_, Config>> {
         let cfg = self.config();
         if cfg.lifecycle != Lifecycle::NotStarted {
-            return Err(Error::Invalid(format!(
-                "{what} is only allowed before START"
-            )));
+            return Err(Error::OnlyBeforeStart { what });
         }
         Ok(cfg)
     }
@@ -161,9 +159,7 @@ impl Vm {
         }
         let mut c = self.config();
         if c.lifecycle != Lifecycle::NotStarted {
-            return Err(Error::Busy(format!(
-                "the {what} location cannot change after START"
-            )));
+            return Err(Error::FixedAfterStart { what });
         }
         store(&mut c, Location { addr, size });
         Ok(())
@@ -181,9 +177,10 @@ impl Vm {
         if let BootReg::Gpr(i) = reg
             && usize::from(i) >= x86::GPR_COUNT
         {
-            return Err(Error::Invalid(format!(
-                "register X{i} does not exist on x86: X0..X15 are RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8..R15"
-            )));
+            return Err(Error::NoSuchXRegister {
+                index: u32::from(i),
+                count: x86::GPR_COUNT as u32,
+            });
         }
         let mut c = self.require_not_started("setting the boot context")?;
         match reg {
@@ -240,15 +237,13 @@ impl Vm {
             Lifecycle::Running => {
                 return match self.inner.stopped() {
                     None => Ok(()),
-                    Some(status) => Err(Error::NotRunnable(format!(
-                        "the VM has stopped ({status:?}) and cannot start again"
-                    ))),
+                    Some(status) => Err(Error::Stopped { status }),
                 };
             }
             Lifecycle::LoadFailed(why) => {
-                return Err(Error::NotRunnable(format!(
-                    "the VM failed to start earlier: {why}"
-                )));
+                return Err(Error::StartFailedEarlier {
+                    reason: why.clone(),
+                });
             }
             Lifecycle::NotStarted => {}
         }
@@ -258,33 +253,27 @@ impl Vm {
                 Ok(())
             }
             Err(e) => {
-                cfg.lifecycle = Lifecycle::LoadFailed(e.to_string());
+                cfg.lifecycle = Lifecycle::LoadFailed(crate::full_message(&e));
                 Err(e)
             }
         }
     }
 
     fn try_start(&self, cfg: &Config) -> Result<()> {
-        let dtb = cfg
-            .dtb
-            .ok_or_else(|| Error::Invalid("no DTB location was set (SET_DTB_CONFIG)".into()))?;
+        let dtb = cfg.dtb.ok_or(Error::NoDtb)?;
         // Standard boots start only vCPU 0; the guest wakes the others with
         // INIT/SIPI, which needs the in-kernel LAPIC.
-        if cfg.boot_mode != BootMode::Native
-            && !self.inner.options.irqchip
-            && lock(&self.inner.vcpus).len() > 1
-        {
-            return Err(Error::Invalid(
-                "a PVH or Linux guest with several vCPUs needs an interrupt controller (VmOptions::irqchip)".into(),
-            ));
+        if cfg.boot_mode != BootMode::Native && !self.inner.options.irqchip {
+            let vcpus = lock(&self.inner.vcpus).len();
+            if vcpus > 1 {
+                return Err(Error::SmpBootWithoutIrqchip { vcpus });
+            }
         }
         if dtb.size == 0 {
-            return Err(Error::Invalid("the DTB size is 0".into()));
+            return Err(Error::Empty { what: "DTB" });
         }
         if cfg.boot_mode == BootMode::Native && !cfg.native_region {
-            return Err(Error::Invalid(
-                "the VM has no lendvm system region (created with VmOptions::native off, or a PVH/Linux boot mode was chosen earlier): it cannot enter lendvm's native mode".into(),
-            ));
+            return Err(Error::NoNativeRegion);
         }
         // Whole pages around the DTB (SPEC B-VM-3.2 [REC]); set_location
         // checked that addr + size does not wrap.
@@ -300,18 +289,11 @@ impl Vm {
         let b = mem
             .binding_at(start)
             .filter(|b| b.guest_end() >= end)
-            .ok_or_else(|| {
-                Error::NotFound(format!(
-                    "the DTB [{start:#x}, {end:#x}) does not lie inside one binding"
-                ))
-            })?;
+            .ok_or(Error::DtbOutsideBinding { range: start..end })?;
         // The Gunyah resource manager hands the DTB over with full access
         // and refuses bindings that do not allow it (TV bad_dtb_access).
         if b.is_lend() && b.perms() != Perms::RWX {
-            return Err(Error::Invalid(format!(
-                "the DTB lies in a lend binding with permissions {}: it needs rwx",
-                b.perms()
-            )));
+            return Err(Error::DtbPerms { perms: b.perms() });
         }
         mem.hand_over_dtb(start..end)
     }

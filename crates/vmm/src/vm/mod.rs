@@ -265,10 +265,7 @@ impl Vm {
 
     fn same_device(&self, mem: &GuestMem) -> Result<()> {
         if !Arc::ptr_eq(&mem.device, &self.inner.device) {
-            return Err(Error::Invalid(format!(
-                "guest memory file {} belongs to another device: it binds into that device's VMs only",
-                mem.id()
-            )));
+            return Err(Error::ForeignGuestMem { file: mem.id() });
         }
         Ok(())
     }
@@ -437,15 +434,15 @@ impl Vm {
     pub fn add_vcpu(&self, id: u32) -> Result<Vcpu> {
         let caps = &self.inner.device.caps;
         if u64::from(id) >= access_vcpu_id(caps.max_vcpu_id) {
-            return Err(Error::Invalid(format!(
-                "vCPU id {id} is out of range: this host's KVM allows ids below {}, and lendvm keeps the last one for itself",
-                access_vcpu_id(caps.max_vcpu_id)
-            )));
+            return Err(Error::VcpuIdOutOfRange {
+                id,
+                limit: access_vcpu_id(caps.max_vcpu_id),
+            });
         }
         let mut vcpus = lock(&self.inner.vcpus);
         if let Some(core) = vcpus.get(&id) {
             if core.is_active() {
-                return Err(Error::Exists(format!("vCPU {id} already exists")));
+                return Err(Error::VcpuExists { id });
             }
             return Ok(Vcpu::attach(self.inner.clone(), core.clone()));
         }
@@ -468,7 +465,7 @@ impl Vm {
                 core.deactivate();
                 Ok(())
             }
-            _ => Err(Error::NotFound(format!("no vCPU has id {id}"))),
+            _ => Err(Error::NoVcpu { id }),
         }
     }
 
@@ -482,9 +479,7 @@ impl Vm {
 
     fn require_irqchip(&self) -> Result<()> {
         if !self.inner.options.irqchip {
-            return Err(Error::Unsupported(
-                "irqfds need an interrupt controller, and this VM was created without one (VmOptions::irqchip)".into(),
-            ));
+            return Err(Error::NoIrqchip);
         }
         let _vcpus = lock(&self.inner.vcpus);
         self.inner.ensure_irqchip()
