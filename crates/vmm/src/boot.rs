@@ -23,8 +23,10 @@ use linux_loader::loader::elf::start_info::{
 };
 use vm_memory::{ByteValued, GuestAddress};
 
+use crate::error::Error;
 use crate::loader::{ElfImage, LoadError};
-use crate::{Error, Vm, placement};
+use crate::placement;
+use crate::vm::Vm;
 
 /// Where the PVH `hvm_start_info` goes (its memory map and module list follow).
 pub const START_INFO: u64 = 0x6000;
@@ -34,10 +36,10 @@ pub const ZERO_PAGE: u64 = 0x7000;
 pub const CMDLINE: u64 = 0x2_0000;
 /// Start of the legacy hole (EBDA, VGA, BIOS) below 1 MiB.
 const EBDA_START: u64 = 0x9_fc00;
-/// End of the legacy hole: the kernel's default load address.
-pub const HIMEM_START: u64 = 0x10_0000;
 /// Start of the MMIO hole below 4 GiB: an initrd must end below it.
 const MMIO_HOLE: u64 = crate::placement::MMIO_HOLE.start;
+pub use crate::placement::HIMEM_START;
+pub use crate::vm::BootMode;
 
 const E820_RAM: u32 = 1;
 const E820_RESERVED: u32 = 2;
@@ -52,27 +54,6 @@ const LOADED_HIGH: u8 = 1 << 0;
 const CAN_USE_HEAP: u8 = 1 << 7;
 /// `type_of_loader`: "other".
 const LOADER_OTHER: u8 = 0xff;
-
-/// How a vCPU enters the guest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BootMode {
-    /// lendvm's native mode: 64-bit long mode at CPL3 (`native_abi`).
-    Native,
-    /// PVH: 32-bit protected mode, paging off, EBX = `start_info`.
-    Pvh {
-        /// The note's 32-bit entry point.
-        entry: u64,
-        /// Guest address of `hvm_start_info`.
-        start_info: u64,
-    },
-    /// Linux 64-bit boot protocol: long mode at CPL0, RSI = `boot_params`.
-    Linux64 {
-        /// The 64-bit entry (load address + 0x200).
-        entry: u64,
-        /// Guest address of the zero page.
-        boot_params: u64,
-    },
-}
 
 /// What a prepared boot put where, for reports and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -386,6 +367,46 @@ fn enter(vm: &Vm, page: u64, layout: BootLayout) -> Result<BootLayout, Error> {
         vm.set_dtb_config(vm_memory::GuestAddress(page), 4096)?;
     }
     Ok(layout)
+}
+
+/// Loading a checked image into a VM's bound memory.
+impl ElfImage<'_> {
+    /// Copy the segments into `vm`'s bound memory (zero-filling each
+    /// segment's tail) and, unless the boot context already names one, make
+    /// the ELF entry the boot PC: lendvm's native entry.
+    pub fn load(&self, vm: &Vm) -> Result<(), LoadError> {
+        self.load_segments(vm)?;
+        if vm.boot_pc().is_none() {
+            vm.set_boot_reg(crate::vm::BootReg::Pc, self.entry)
+                .map_err(|e| LoadError::Unsupported(format!("cannot set the entry point: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Copy the segments into `vm`'s bound memory, zero-filling each
+    /// segment's tail; the entry is the caller's business (PVH enters at
+    /// its note, not at `e_entry`).
+    pub fn load_segments(&self, vm: &Vm) -> Result<(), LoadError> {
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        for s in &self.segments {
+            let place = |e: Error| LoadError::Place {
+                index: s.index,
+                addr: s.guest_addr,
+                size: s.mem_size,
+                why: e.to_string(),
+            };
+            let data = self.segment_bytes(s);
+            vm.write_guest(s.guest_addr, data).map_err(place)?;
+            let mut at = s.guest_addr + s.file_size;
+            let end = s.guest_addr + s.mem_size;
+            while at < end {
+                let n = (end - at).min(ZEROS.len() as u64);
+                vm.write_guest(at, &ZEROS[..n as usize]).map_err(place)?;
+                at += n;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -4,8 +4,11 @@
 
 use gmem::GuestMemFile;
 
+use crate::device::{Device, GuestMem};
+use crate::error::Result;
+use crate::sync::lock;
 use crate::vm::Lifecycle;
-use crate::{Device, GuestMem, Result, Vm, lock};
+use crate::vm::Vm;
 
 impl Vm {
     /// START with one more precondition, for callers that impose rules of

@@ -10,9 +10,10 @@ use gmem::{GuestMemFile, GuestMemfdSupport};
 use kvm_bindings::CpuId;
 use kvm_ioctls::{Cap, Kvm};
 
+use crate::error::{Error, Result};
 use crate::reaper::Reaper;
 use crate::registry::{Reclaimer, Registry};
-use crate::{Error, Result, Vm};
+use crate::vm::Vm;
 
 /// What this host's KVM offers, probed once when the device is opened.
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@ use vm_superio::{I8042Device, Serial, Trigger};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::ports::{Console, ConsoleClosed, PortDevice, console_closed};
-use crate::vcpu::{ExitInfo, Status, exit_kind};
+use crate::vcpu::exit::{ExitInfo, Status, exit_kind};
 
 /// COM1's I/O ports.
 pub const COM1: Range<u16> = 0x3f8..0x400;

@@ -11,7 +11,7 @@ use binding::{FileId, Perms};
 
 use crate::loader::LoadError;
 use crate::placement::PlaceError;
-use crate::vcpu::Status;
+use crate::vcpu::exit::Status;
 
 /// A refused VM manager call. Unless a variant says otherwise, nothing was
 /// changed.

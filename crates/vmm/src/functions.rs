@@ -13,7 +13,7 @@ use std::os::fd::AsRawFd;
 use kvm_ioctls::{IoEventAddress, NoDatamatch, VmFd};
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Highest irqfd label + 1: the in-kernel IOAPIC's inputs.
 pub const IRQFD_LABELS: u32 = 24;

@@ -41,6 +41,7 @@ pub mod placement;
 mod ports;
 mod reaper;
 mod registry;
+mod sync;
 mod vcpu;
 mod vm;
 pub mod x86;
@@ -48,14 +49,13 @@ pub mod x86;
 /// lendvm's native boot ABI (shared with its guests).
 pub use guest_abi::native as native_abi;
 
-pub use boot::BootMode;
 pub use device::{Capabilities, Device, GuestMem, VmOptions};
 pub use error::{Error, Result, full_message};
 pub use functions::Ioevent;
 pub use memory::{HostMemory, MAX_CHUNK, MIN_CHUNK, MemoryStats, demand_chunk};
 pub use ports::{Console, ConsoleClosed, PortDevice, console_closed};
 pub use vcpu::{Crash, Exit, ExitInfo, Kicker, ResumeAction, Status, Vcpu, exit_kind};
-pub use vm::{BindRequest, BootReg, Function, Location, UserMemRegion, Vm, VmMetrics};
+pub use vm::{BindRequest, BootMode, BootReg, Function, Location, UserMemRegion, Vm, VmMetrics};
 
 // The types this crate's signatures use, so callers need no other crate.
 pub use binding::{
@@ -63,12 +63,6 @@ pub use binding::{
 };
 pub use gmem::{Error as GuestMemError, GuestMemFile, HostView, Kind, Mode, PageState};
 pub use vm_memory::GuestAddress;
-
-/// `lock()` that survives a panic in another thread: every structure under
-/// these locks is updated only after all checks passed.
-pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// DESIGN §4: how lendvm settles each question the SPEC leaves open on KVM.
 pub const DECISIONS: &[(&str, &str, &str)] = &[

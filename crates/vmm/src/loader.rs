@@ -1,10 +1,8 @@
-//! ELF64 guest images: parsed and checked before any VM exists, then
-//! copied into the VM's bound memory.
+//! ELF64 guest images: parsed and checked before any VM exists (copied
+//! into a VM's bound memory by `ElfImage::load`, in `boot.rs`).
 //!
 //! Every check a malformed image can fail is here, so a bad image is a
 //! clear error (naming what is wrong) and never a half-loaded VM.
-
-use crate::{BootReg, Vm};
 
 const PT_LOAD: u32 = 1;
 const PT_NOTE: u32 = 4;
@@ -226,6 +224,20 @@ impl<'a> ElfImage<'a> {
         })
     }
 
+    /// The file bytes of segment `s` (one of [`ElfImage::segments`], whose
+    /// file range `parse` checked; any other segment gets what of its range
+    /// the file holds).
+    pub fn segment_bytes(&self, s: &Segment) -> &'a [u8] {
+        let start = usize::try_from(s.file_offset).unwrap_or(usize::MAX);
+        let end = s
+            .file_offset
+            .checked_add(s.file_size)
+            .and_then(|e| usize::try_from(e).ok())
+            .unwrap_or(usize::MAX);
+        let end = end.min(self.bytes.len());
+        self.bytes.get(start.min(end)..end).unwrap_or(&[])
+    }
+
     /// The guest range the image occupies (lowest to highest segment byte).
     pub fn span(&self) -> std::ops::Range<u64> {
         let lo = self
@@ -241,43 +253,6 @@ impl<'a> ElfImage<'a> {
             .max()
             .unwrap_or(0);
         lo..hi
-    }
-
-    /// Copy the segments into `vm`'s bound memory (zero-filling each
-    /// segment's tail) and, unless the boot context already names one, make
-    /// the ELF entry the boot PC: lendvm's native entry.
-    pub fn load(&self, vm: &Vm) -> Result<(), LoadError> {
-        self.load_segments(vm)?;
-        if vm.boot_pc().is_none() {
-            vm.set_boot_reg(BootReg::Pc, self.entry)
-                .map_err(|e| LoadError::Unsupported(format!("cannot set the entry point: {e}")))?;
-        }
-        Ok(())
-    }
-
-    /// Copy the segments into `vm`'s bound memory, zero-filling each
-    /// segment's tail; the entry is the caller's business (PVH enters at
-    /// its note, not at `e_entry`).
-    pub fn load_segments(&self, vm: &Vm) -> Result<(), LoadError> {
-        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
-        for s in &self.segments {
-            let place = |e: crate::Error| LoadError::Place {
-                index: s.index,
-                addr: s.guest_addr,
-                size: s.mem_size,
-                why: e.to_string(),
-            };
-            let data = &self.bytes[s.file_offset as usize..(s.file_offset + s.file_size) as usize];
-            vm.write_guest(s.guest_addr, data).map_err(place)?;
-            let mut at = s.guest_addr + s.file_size;
-            let end = s.guest_addr + s.mem_size;
-            while at < end {
-                let n = (end - at).min(ZEROS.len() as u64);
-                vm.write_guest(at, &ZEROS[..n as usize]).map_err(place)?;
-                at += n;
-            }
-        }
-        Ok(())
     }
 }
 

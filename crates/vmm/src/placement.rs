@@ -7,11 +7,11 @@
 //! them with arbitrary values.
 
 use std::ops::Range;
-
-use crate::boot::HIMEM_START;
-
 /// Kernels get their RAM written in whole 2 MiB pages from address 0.
 pub const KERNEL_ALIGN: u64 = 2 << 20;
+/// End of the legacy hole (EBDA, VGA, BIOS) below 1 MiB: the kernel's
+/// default load address.
+pub const HIMEM_START: u64 = 0x10_0000;
 const PAGE: u64 = 4096;
 
 /// Why a kernel, initrd or command line cannot be placed.

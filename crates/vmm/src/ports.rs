@@ -9,7 +9,7 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use crate::native_abi::{CONSOLE_PORT, EXIT_PORT};
-use crate::vcpu::{ExitInfo, Status, exit_kind};
+use crate::vcpu::exit::{ExitInfo, Status, exit_kind};
 
 /// The status of a VM stopped because its console's reader went away: a
 /// guest nobody can hear any more would otherwise run (and print into the

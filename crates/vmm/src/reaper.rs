@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use kvm_ioctls::VmFd;
 
-use crate::lock;
+use crate::sync::lock;
 
 /// VM files that may wait for their close at once.
 pub(crate) const MAX_PENDING: usize = 16;

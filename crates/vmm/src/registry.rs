@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use binding::{BindingInfo, Bindings, Change, FileId, MapRequest, Plan, VmId};
 use gmem::{GuestMemFile, ReclaimHook};
 
+use crate::error::{Error, Result};
 use crate::memory::{VmMemory, lock_all};
-use crate::{Error, Result, lock};
+use crate::sync::lock;
 
 /// The registry of one device.
 #[derive(Default)]

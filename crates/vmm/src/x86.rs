@@ -126,6 +126,40 @@ impl Image {
     }
 }
 
+// ----- the access vCPU's stubs (see memory/access_vcpu.rs) -----
+
+/// The port the stubs report completion on (nothing else uses it).
+pub(crate) const STUB_PORT: u16 = 0xef;
+/// Where the stubs live: the last page of the access region.
+pub(crate) const STUB_BASE: u64 = SYSTEM_REGION_BASE + 0x1f_f000;
+/// Distance between stubs.
+pub(crate) const STUB_STRIDE: u64 = 16;
+
+/// The stubs, one per (direction, size), `STUB_STRIDE` bytes apart, loads
+/// first: `mov {bl,bx,ebx,rbx}, [rdi]` or `mov [rdi], {al,ax,eax,rax}`,
+/// then `xor eax, eax; out 0xef, al`, so the value itself never appears
+/// in the port data KVM hands to lendvm.
+pub(crate) fn stub_code() -> [u8; 128] {
+    let mut code = [0xccu8; 128];
+    let stubs: [&[u8]; 8] = [
+        &[0x8a, 0x1f],       // mov bl, [rdi]
+        &[0x66, 0x8b, 0x1f], // mov bx, [rdi]
+        &[0x8b, 0x1f],       // mov ebx, [rdi]
+        &[0x48, 0x8b, 0x1f], // mov rbx, [rdi]
+        &[0x88, 0x07],       // mov [rdi], al
+        &[0x66, 0x89, 0x07], // mov [rdi], ax
+        &[0x89, 0x07],       // mov [rdi], eax
+        &[0x48, 0x89, 0x07], // mov [rdi], rax
+    ];
+    const TAIL: [u8; 4] = [0x31, 0xc0, 0xe6, STUB_PORT as u8]; // xor eax,eax; out 0xef,al
+    for (i, s) in stubs.iter().enumerate() {
+        let at = i * STUB_STRIDE as usize;
+        code[at..at + s.len()].copy_from_slice(s);
+        code[at + s.len()..at + s.len() + TAIL.len()].copy_from_slice(&TAIL);
+    }
+    code
+}
+
 /// The native part of the system region from its start to the end of the
 /// page tables, made once per process (every native VM gets a copy).
 fn native_image() -> &'static [u8] {
@@ -149,8 +183,8 @@ fn access_image() -> &'static [u8] {
         let mut img = Image::new(ACCESS_REGION_BASE, SYSTEM_REGION_BASE + SYSTEM_REGION_SIZE);
         img.tss(ACCESS_TSS);
         img.identity_map(ACCESS_PML4, PTE_A, PTE_D);
-        let stubs = img.at(crate::memory::access_vcpu::STUB_BASE);
-        let code = crate::memory::access_vcpu::stub_code();
+        let stubs = img.at(STUB_BASE);
+        let code = stub_code();
         img.bytes[stubs..stubs + code.len()].copy_from_slice(&code);
         img.bytes
     })
@@ -177,8 +211,8 @@ const _: () = {
     assert!(PD_BASE + PD_COUNT * PAGE <= ACCESS_REGION_BASE);
     assert!(ACCESS_REGION_BASE.is_multiple_of(PAGE));
     assert!(ACCESS_TSS + TSS_LIMIT < ACCESS_PML4);
-    assert!(ACCESS_PML4 + (2 + PD_COUNT) * PAGE <= crate::memory::access_vcpu::STUB_BASE);
-    assert!(crate::memory::access_vcpu::STUB_BASE + 128 <= SYSTEM_REGION_BASE + SYSTEM_REGION_SIZE);
+    assert!(ACCESS_PML4 + (2 + PD_COUNT) * PAGE <= STUB_BASE);
+    assert!(STUB_BASE + 128 <= SYSTEM_REGION_BASE + SYSTEM_REGION_SIZE);
     assert!(IDT_BASE + IDT_ENTRIES * 16 <= TSS_BASE);
     assert!(SYSTEM_REGION_BASE + SYSTEM_REGION_SIZE <= IDENTITY_MAP_SIZE);
 };

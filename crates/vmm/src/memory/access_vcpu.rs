@@ -20,41 +20,11 @@ use kvm_bindings::{CpuId, kvm_regs};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use super::AccessVcpuSource;
+use super::secrecy::{keep_run_private, wipe_regs};
 
-use crate::native_abi::{IDENTITY_MAP_SIZE, SYSTEM_REGION_BASE};
-use crate::{Error, Result, x86};
-
-/// The port the stubs report completion on (nothing else uses it).
-const STUB_PORT: u16 = 0xef;
-/// Where the stubs live: the last page of the access region.
-pub(crate) const STUB_BASE: u64 = SYSTEM_REGION_BASE + 0x1f_f000;
-/// Distance between stubs.
-const STUB_STRIDE: u64 = 16;
-
-/// The stubs, one per (direction, size), `STUB_STRIDE` bytes apart, loads
-/// first: `mov {bl,bx,ebx,rbx}, [rdi]` or `mov [rdi], {al,ax,eax,rax}`,
-/// then `xor eax, eax; out 0xef, al`, so the value itself never appears
-/// in the port data KVM hands to lendvm.
-pub(crate) fn stub_code() -> [u8; 128] {
-    let mut code = [0xccu8; 128];
-    let stubs: [&[u8]; 8] = [
-        &[0x8a, 0x1f],       // mov bl, [rdi]
-        &[0x66, 0x8b, 0x1f], // mov bx, [rdi]
-        &[0x8b, 0x1f],       // mov ebx, [rdi]
-        &[0x48, 0x8b, 0x1f], // mov rbx, [rdi]
-        &[0x88, 0x07],       // mov [rdi], al
-        &[0x66, 0x89, 0x07], // mov [rdi], ax
-        &[0x89, 0x07],       // mov [rdi], eax
-        &[0x48, 0x89, 0x07], // mov [rdi], rax
-    ];
-    const TAIL: [u8; 4] = [0x31, 0xc0, 0xe6, STUB_PORT as u8]; // xor eax,eax; out 0xef,al
-    for (i, s) in stubs.iter().enumerate() {
-        let at = i * STUB_STRIDE as usize;
-        code[at..at + s.len()].copy_from_slice(s);
-        code[at + s.len()..at + s.len() + TAIL.len()].copy_from_slice(&TAIL);
-    }
-    code
-}
+use crate::error::{Error, Result};
+use crate::native_abi::IDENTITY_MAP_SIZE;
+use crate::x86::{self, STUB_BASE, STUB_PORT, STUB_STRIDE};
 
 /// The stub for a load (`write == false`) or store of `len` bytes.
 fn stub(write: bool, len: usize) -> Option<u64> {
@@ -66,13 +36,6 @@ fn stub(write: bool, len: usize) -> Option<u64> {
         _ => return None,
     };
     Some(STUB_BASE + (u64::from(write) * 4 + size) * STUB_STRIDE)
-}
-
-/// Overwrite registers lendvm copied out of a vCPU (they may hold guest data).
-pub(crate) fn wipe_regs(regs: &mut kvm_regs) {
-    // SAFETY: `regs` is a valid, aligned, exclusively borrowed plain-data
-    // struct; a volatile write of its zero value cannot be elided.
-    unsafe { std::ptr::write_volatile(regs, kvm_regs::default()) };
 }
 
 /// The hidden vCPU of one VM.
@@ -95,7 +58,7 @@ impl AccessVcpu {
         x86::access_sregs(&mut sregs);
         fd.set_sregs(&sregs)
             .map_err(|e| Error::kvm("KVM_SET_SREGS (access vCPU)", e))?;
-        crate::vcpu::keep_run_private(&mut fd, source.run_size);
+        keep_run_private(&mut fd, source.run_size);
         if source.irqchip {
             // With an in-kernel LAPIC a non-boot vCPU waits for INIT/SIPI.
             fd.set_mp_state(kvm_bindings::kvm_mp_state {
@@ -213,7 +176,7 @@ mod tests {
 
     #[test]
     fn stubs_never_put_the_value_on_the_port() {
-        let code = stub_code();
+        let code = x86::stub_code();
         for write in [false, true] {
             for len in [1, 2, 4, 8] {
                 let at = (stub(write, len).unwrap() - STUB_BASE) as usize;

@@ -14,7 +14,9 @@ use std::ops::Range;
 
 use super::access_vcpu::{AccessVcpu, pieces};
 use super::{MemState, Touch};
-use crate::Result;
+use crate::error::Result;
+
+use super::secrecy::{scrub_stack, wipe};
 
 /// One piece of a guest access, as KVM reports it.
 #[derive(Clone)]
@@ -72,35 +74,6 @@ impl Drop for Fragment {
     fn drop(&mut self) {
         wipe(&mut self.data);
     }
-}
-
-/// Overwrite bytes that held guest data (DESIGN D11), in a way the
-/// compiler cannot drop as a dead store.
-pub(crate) fn wipe(bytes: &mut [u8]) {
-    for b in bytes.iter_mut() {
-        // SAFETY: `b` is a valid, exclusively borrowed byte.
-        unsafe { std::ptr::write_volatile(b, 0) };
-    }
-}
-
-/// Bytes of stack [`scrub_stack`] overwrites: more than the deepest call
-/// chain below `guest_read` / `guest_writes` in a debug build (the access
-/// vCPU's stub run through kvm-ioctls).
-const SCRUB_BYTES: usize = 32 << 10;
-
-/// Overwrite the stack below the caller (DESIGN D11). A completed guest
-/// access leaves copies of the guest's bytes in the frames it returned
-/// from (spilled arguments and temporaries, in debug builds especially)
-/// that no [`wipe`] can name; this frame is laid over them.
-#[inline(never)]
-pub(crate) fn scrub_stack() {
-    let mut area = [0u64; SCRUB_BYTES / 8];
-    for word in area.iter_mut() {
-        // SAFETY: `word` is a valid, exclusively borrowed u64; the volatile
-        // write keeps the compiler from dropping the dead stores.
-        unsafe { std::ptr::write_volatile(word, 0) };
-    }
-    std::hint::black_box(&area);
 }
 
 /// How far completing an access got.

@@ -8,7 +8,7 @@ use std::ops::Range;
 use gmem::GuestMemFile;
 
 use super::MemState;
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 impl MemState {
     /// The file pieces behind `[gpa, gpa + len)`, each checked for host

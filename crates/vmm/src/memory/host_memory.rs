@@ -9,7 +9,7 @@ use gmem::{PageState, ViewRegistration};
 use vm_memory::{GuestAddress, GuestMemoryMmap, GuestRegionMmap};
 
 use super::MemState;
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Host-accessible guest memory; see the module documentation.
 pub struct HostMemory {

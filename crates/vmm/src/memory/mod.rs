@@ -19,6 +19,7 @@ pub(crate) mod access_vcpu;
 mod guest;
 mod host_io;
 mod host_memory;
+mod secrecy;
 mod slots;
 mod user_regions;
 
@@ -31,13 +32,15 @@ use gmem::{GuestMemFile, Kind};
 use kvm_bindings::CpuId;
 use kvm_ioctls::VmFd;
 
-pub(crate) use guest::{Completed, Fragment, wipe};
+pub(crate) use guest::{Completed, Fragment};
 pub use host_memory::HostMemory;
+pub(crate) use secrecy::{keep_run_private, wipe, wipe_regs};
 pub(crate) use slots::Backing;
 use slots::Slots;
 use user_regions::UserRegion;
 
-use crate::{Error, Result, lock};
+use crate::error::{Error, Result};
+use crate::sync::lock;
 
 /// Smallest demand chunk.
 pub const MIN_CHUNK: u64 = 2 << 20;
@@ -276,7 +279,7 @@ impl MemState {
             self.budget_used -= 1;
             return Err(e);
         }
-        if range.contains(&access_vcpu::STUB_BASE) {
+        if range.contains(&crate::x86::STUB_BASE) {
             self.stubs = true;
         }
         Ok(())
@@ -292,7 +295,7 @@ impl MemState {
         self.slots.uninstall(range.clone())?;
         self.reserved.remove(range.start);
         self.budget_used -= 1;
-        if range.contains(&access_vcpu::STUB_BASE) {
+        if range.contains(&crate::x86::STUB_BASE) {
             self.stubs = false;
         }
         Ok(())

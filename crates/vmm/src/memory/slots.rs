@@ -13,7 +13,7 @@ use gmem::{GuestMemFile, Kind};
 use kvm_bindings::kvm_userspace_memory_region2;
 use kvm_ioctls::VmFd;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// What a memslot maps.
 #[derive(Clone)]

@@ -8,7 +8,7 @@ use binding::PAGE_SIZE;
 use uapi::{GUNYAH_MEM_ALLOW_RWX, GUNYAH_MEM_ALLOW_WRITE, gunyah_userspace_memory_region};
 
 use super::{Backing, MemState};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// One region.
 pub(super) struct UserRegion {

@@ -4,8 +4,10 @@
 use kvm_bindings::kvm_regs;
 
 use super::{CoreState, Vcpu};
-use crate::boot::BootMode;
-use crate::{Error, Result, lock, x86};
+use crate::error::{Error, Result};
+use crate::sync::lock;
+use crate::vm::BootMode;
+use crate::x86;
 
 impl Vcpu {
     pub(super) fn load_boot_state(&self, st: &mut CoreState) -> Result<()> {

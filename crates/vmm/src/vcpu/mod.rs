@@ -23,7 +23,7 @@
 
 mod boot_state;
 mod decode;
-mod exit;
+pub(crate) mod exit;
 mod kick;
 mod resume;
 
@@ -39,11 +39,12 @@ pub use kick::Kicker;
 use decode::{Event, decode};
 use kick::Kick;
 
-use crate::memory::access_vcpu::wipe_regs;
-use crate::memory::{Completed, Fragment};
+use crate::error::{Error, Result};
+use crate::memory::wipe_regs;
+use crate::memory::{Completed, Fragment, keep_run_private};
 use crate::ports::PortOutcome;
+use crate::sync::lock;
 use crate::vm::{Counters, Lifecycle, VmInner};
-use crate::{Error, Result, lock};
 
 /// What the last exit left behind (the kernel-side copy of SPEC R-1).
 #[derive(Debug)]
@@ -650,19 +651,6 @@ fn set_kvm_mmio_data(fd: &mut VcpuFd, data: &[u8]) {
 
 /// Clear the MMIO data bytes of KVM's run structure once KVM is done
 /// with them: they may be a guest's lent or private data (DESIGN D11).
-/// DESIGN D11: a vCPU's run structure carries guest data in transit (MMIO
-/// data, the access vCPU's port exits): keep it out of core dumps and
-/// children.
-pub(crate) fn keep_run_private(fd: &mut VcpuFd, mmap_size: usize) {
-    let run: *mut kvm_run = fd.get_kvm_run();
-    // SAFETY: `run` is the start of the vCPU's kvm_run mapping of
-    // `mmap_size` bytes; advice does not change its contents.
-    unsafe {
-        libc::madvise(run.cast(), mmap_size, libc::MADV_DONTDUMP);
-        libc::madvise(run.cast(), mmap_size, libc::MADV_DONTFORK);
-    }
-}
-
 fn wipe_kvm_mmio_data(fd: &mut VcpuFd) {
     let run = fd.get_kvm_run();
     // SAFETY: plain bytes of the exit union, which KVM reads only for an

@@ -7,9 +7,9 @@ use kvm_ioctls::VcpuExit;
 
 use super::decode::Event;
 use super::{CoreState, Pending, ResumeAction, Vcpu, set_kvm_mmio_data};
-use crate::memory::access_vcpu::wipe_regs;
+use crate::error::{Error, Result};
+use crate::memory::wipe_regs;
 use crate::vm::Counters;
-use crate::{Error, Result};
 
 /// What resuming decided.
 pub(super) enum Resumed {

@@ -7,10 +7,32 @@ use binding::{PAGE_SIZE, Perms};
 use vm_memory::GuestAddress;
 
 use super::{Vm, VmMetrics};
-use crate::boot::BootMode;
+use crate::error::{Error, Result};
 use crate::native_abi::{MMIO_WINDOW_BASE, MMIO_WINDOW_SIZE, SYSTEM_REGION_BASE};
-use crate::vcpu::Status;
-use crate::{Error, Result, lock, x86};
+use crate::sync::lock;
+use crate::vcpu::exit::Status;
+use crate::x86;
+
+/// How a vCPU enters the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootMode {
+    /// lendvm's native mode: 64-bit long mode at CPL3 (`native_abi`).
+    Native,
+    /// PVH: 32-bit protected mode, paging off, EBX = `start_info`.
+    Pvh {
+        /// The note's 32-bit entry point.
+        entry: u64,
+        /// Guest address of `hvm_start_info`.
+        start_info: u64,
+    },
+    /// Linux 64-bit boot protocol: long mode at CPL0, RSI = `boot_params`.
+    Linux64 {
+        /// The 64-bit entry (load address + 0x200).
+        entry: u64,
+        /// Guest address of the zero page.
+        boot_params: u64,
+    },
+}
 
 /// Where a VM is in its life (SPEC B-VM-2, reduced to what KVM needs).
 #[derive(Debug, Clone, PartialEq, Eq)]

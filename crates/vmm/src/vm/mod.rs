@@ -18,19 +18,21 @@ use kvm_ioctls::VmFd;
 use vm_memory::GuestAddress;
 use vmm_sys_util::eventfd::EventFd;
 
-pub use config::{BootReg, Location, UserMemRegion};
+pub use config::{BootMode, BootReg, Location, UserMemRegion};
 pub(crate) use config::{Config, Lifecycle};
 pub(crate) use counters::Counters;
 pub use counters::VmMetrics;
 
 use crate::device::{DeviceInner, GuestMem, VmOptions};
+use crate::error::{Error, Result};
 use crate::functions::{self, Ioevent};
 use crate::memory::{AccessVcpuSource, HostMemory, VmMemory};
 use crate::native_abi::{SYSTEM_REGION_BASE, SYSTEM_REGION_SIZE};
 use crate::ports::{Console, Ports};
+use crate::sync::lock;
 use crate::vcpu::{Status, Vcpu, VcpuCore};
+use crate::x86;
 use crate::x86::{ACCESS_REGION_BASE, ACCESS_REGION_SIZE};
-use crate::{Error, Result, lock, x86};
 
 /// A binding request: `size` bytes of `mem` from `offset` at guest address
 /// `guest`, with `flags` (share or lend, and the guest's permissions).
