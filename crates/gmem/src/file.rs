@@ -234,22 +234,9 @@ impl GuestMemFile {
         offset: u64,
         len: u64,
     ) -> Result<(), Error> {
-        const KEEP: i32 = libc::FALLOC_FL_KEEP_SIZE;
-        const PUNCH: i32 = libc::FALLOC_FL_PUNCH_HOLE;
-        if len == 0 || offset > i64::MAX as u64 || len > i64::MAX as u64 {
-            return Err(Error::FallocateRange { offset, len });
-        }
-        if mode & !(KEEP | PUNCH) != 0 || mode & KEEP == 0 {
-            return Err(Error::FallocateMode(mode));
-        }
-        if offset + len > i64::MAX as u64 {
-            return Err(Error::FallocateTooLarge { offset, len });
-        }
-        if !offset.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
-            return Err(Error::FallocateRange { offset, len });
-        }
+        let punch = fallocate_mode(mode, offset, len)?;
         let size = size.min(self.inner.size);
-        if mode & PUNCH != 0 {
+        if punch {
             // Up to the end of the page holding the last byte.
             let end = (offset + len).min(size.div_ceil(PAGE_SIZE) * PAGE_SIZE);
             if offset >= end {
@@ -650,23 +637,7 @@ impl GuestMemFile {
     /// `fallocate(2)` with the rules of SPEC §2.2: allocate (KEEP_SIZE) or
     /// punch hole (KEEP_SIZE | PUNCH_HOLE), whole pages only.
     pub fn fallocate(&self, mode: i32, offset: u64, len: u64) -> Result<(), Error> {
-        const KEEP: i32 = libc::FALLOC_FL_KEEP_SIZE;
-        const PUNCH: i32 = libc::FALLOC_FL_PUNCH_HOLE;
-        // The order of checks follows the kernel (vfs_fallocate, then
-        // guest_memfd's own): sign, mode, overflow, alignment.
-        if len == 0 || offset > i64::MAX as u64 || len > i64::MAX as u64 {
-            return Err(Error::FallocateRange { offset, len });
-        }
-        if mode & !(KEEP | PUNCH) != 0 || mode & KEEP == 0 {
-            return Err(Error::FallocateMode(mode));
-        }
-        if offset + len > i64::MAX as u64 {
-            return Err(Error::FallocateTooLarge { offset, len });
-        }
-        if !offset.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
-            return Err(Error::FallocateRange { offset, len });
-        }
-        if mode & PUNCH != 0 {
+        if fallocate_mode(mode, offset, len)? {
             self.punch_hole(offset, len)
         } else {
             self.allocate(offset, len)
@@ -733,4 +704,25 @@ impl AsRawFd for GuestMemFile {
 /// elsewhere cannot leave it half-updated.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The checks of `fallocate(2)` that need no file size, in the kernel's
+/// order (vfs_fallocate, then guest_memfd's own): sign, mode, overflow,
+/// alignment (SPEC §2.2). True for a punch hole, false for an allocation.
+fn fallocate_mode(mode: i32, offset: u64, len: u64) -> Result<bool, Error> {
+    const KEEP: i32 = libc::FALLOC_FL_KEEP_SIZE;
+    const PUNCH: i32 = libc::FALLOC_FL_PUNCH_HOLE;
+    if len == 0 || offset > i64::MAX as u64 || len > i64::MAX as u64 {
+        return Err(Error::FallocateRange { offset, len });
+    }
+    if mode & !(KEEP | PUNCH) != 0 || mode & KEEP == 0 {
+        return Err(Error::FallocateMode(mode));
+    }
+    if offset + len > i64::MAX as u64 {
+        return Err(Error::FallocateTooLarge { offset, len });
+    }
+    if !offset.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
+        return Err(Error::FallocateRange { offset, len });
+    }
+    Ok(mode & PUNCH != 0)
 }

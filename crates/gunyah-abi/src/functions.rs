@@ -25,12 +25,13 @@ pub enum FunctionArg {
     Ioeventfd(gunyah_fn_ioeventfd_arg),
 }
 
-/// Read `len` bytes at `addr` of this process, reporting a bad address as
-/// EFAULT instead of faulting (what the kernel's copy_from_user does).
-fn copy_from_user(addr: u64, len: usize) -> Result<Vec<u8>> {
-    let mut buf = vec![0u8; len];
+/// Copy `buf.len()` bytes from this process's address `addr` into `buf`:
+/// EFAULT if any of them is unreadable (as the kernel's copy_from_user),
+/// never a fault. The preload library reads ioctl arguments with it.
+pub fn read_user_bytes(addr: u64, buf: &mut [u8]) -> Result<()> {
+    let len = buf.len();
     if len == 0 {
-        return Ok(buf);
+        return Ok(());
     }
     let local = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
@@ -40,14 +41,19 @@ fn copy_from_user(addr: u64, len: usize) -> Result<Vec<u8>> {
         iov_base: addr as *mut libc::c_void,
         iov_len: len,
     };
-    // SAFETY: process_vm_readv on our own pid copies from `remote` into our
-    // buffer and reports unreadable source memory as EFAULT rather than
-    // touching it; `local` describes `buf`, which we own and which has
-    // exactly `len` bytes.
+    // SAFETY: process_vm_readv on our own pid copies from `remote` into
+    // `buf` (exactly `len` bytes we borrow mutably) and reports unreadable
+    // source memory as EFAULT rather than touching it.
     let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
     if n != len as isize {
         return Err(Error::Fault { addr, len });
     }
+    Ok(())
+}
+
+fn copy_from_user(addr: u64, len: usize) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    read_user_bytes(addr, &mut buf)?;
     Ok(buf)
 }
 

@@ -48,7 +48,7 @@ use vmm::{BindRequest, Device, GuestAddress, GuestMem, Perms, UserMemRegion, Vm}
 pub use boot::{Profile, set_boot_context};
 pub use files::{Descriptors, FdTable};
 pub use flags::{FlagEncoding, decode_map_flags};
-pub use functions::{FunctionArg, add_function, decode_function, remove_function};
+pub use functions::{FunctionArg, add_function, decode_function, read_user_bytes, remove_function};
 pub use run::{vcpu_run, vcpu_run_raw};
 
 /// A refused Gunyah call: a VM manager error, carrying the SPEC's errno.

@@ -46,24 +46,13 @@ impl Plain for gunyah_userspace_memory_region {}
 /// unreadable (as the kernel's copy_from_user), never a fault.
 pub(crate) fn read_user<T: Plain>(addr: usize) -> Result<T, Errno> {
     let mut value = std::mem::MaybeUninit::<T>::zeroed();
-    let len = size_of::<T>();
-    let local = libc::iovec {
-        iov_base: value.as_mut_ptr().cast(),
-        iov_len: len,
-    };
-    let remote = libc::iovec {
-        iov_base: addr as *mut libc::c_void,
-        iov_len: len,
-    };
-    // SAFETY: process_vm_readv on our own pid copies `len` bytes from
-    // `remote` into `value` (exactly `len` bytes we own) and reports an
-    // unreadable source as an error instead of touching it.
-    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
-    if n != len as isize {
-        return Err(Errno::EFAULT);
-    }
-    // SAFETY: all `len` bytes were written, and `T: Plain` has no invalid
-    // bit patterns.
+    // SAFETY: `value` is zeroed, so all `size_of::<T>()` bytes behind its
+    // pointer are initialised and exclusively ours while `bytes` lives.
+    let bytes =
+        unsafe { std::slice::from_raw_parts_mut(value.as_mut_ptr().cast::<u8>(), size_of::<T>()) };
+    gunyah_abi::read_user_bytes(addr as u64, bytes).map_err(|_| Errno::EFAULT)?;
+    // SAFETY: every byte was written (or left zero), and `T: Plain` has no
+    // invalid bit patterns.
     Ok(unsafe { value.assume_init() })
 }
 

@@ -380,16 +380,7 @@ fn lent_ram(d: &Demo, cell: &mut Cell<'_>, seen: &mut Seen) -> Result<(), DemoEr
                 chunk >> 20
             ),
         )
-        .fact(
-            "guest_checksum",
-            "checksum by the guest",
-            Value::Hex(guest_sum),
-        )
-        .fact(
-            "host_checksum",
-            "the host's checksum of the pattern",
-            Value::Hex(host_sum),
-        )
+        .pattern_checksums(guest_sum, host_sum)
         .fact("chunks", "first-touch chunks", Value::Num(chunks)),
     );
     let mut probe = [0u8; 16];
@@ -419,16 +410,7 @@ fn private_region(d: &Demo, cell: &mut Cell<'_>) -> Result<Check, DemoError> {
             .err()
             .map_or("the host could read it".into(), |e| e.to_string()),
     )
-    .fact(
-        "guest_checksum",
-        "checksum by the guest",
-        Value::Hex(guest_sum),
-    )
-    .fact(
-        "host_checksum",
-        "the host's checksum of the pattern",
-        Value::Hex(host_sum),
-    ))
+    .pattern_checksums(guest_sum, host_sum))
 }
 
 /// Step 4, an unbound address: the guest faults, the host binds memory, RETRY.

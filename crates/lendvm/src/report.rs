@@ -85,6 +85,17 @@ impl Check {
         self.facts.push((key, label, value));
         self
     }
+
+    /// The guest's and the host's checksum of the same pattern, side by
+    /// side (issue 9 item 11: what the check compares, not only its verdict).
+    pub fn pattern_checksums(self, guest: u64, host: u64) -> Check {
+        self.fact("guest_checksum", "checksum by the guest", Value::Hex(guest))
+            .fact(
+                "host_checksum",
+                "the host's checksum of the pattern",
+                Value::Hex(host),
+            )
+    }
 }
 
 /// How a run ended.
