@@ -118,7 +118,12 @@ impl MemState {
     /// its emulator anyway: its bytes are read through the access vCPU.
     pub(crate) fn guest_read(&mut self, gpa: u64, buf: &mut [u8]) -> Result<Completed> {
         let done = self.complete_read(gpa, buf);
-        scrub_stack();
+        // Only a load that reached memory (or failed on the way) moved
+        // guest data through the frames below; an MMIO exit, the common
+        // case, did not, and pays no scrub.
+        if matches!(done, Ok(Completed::Done) | Err(_)) {
+            scrub_stack();
+        }
         done
     }
 
@@ -160,7 +165,9 @@ impl MemState {
         mmio_window: &Range<u64>,
     ) -> Result<WriteProgress> {
         let done = self.complete_writes(frags, mmio_window);
-        scrub_stack();
+        if done.as_ref().is_err() || done.as_ref().is_ok_and(|p| p.stored > 0) {
+            scrub_stack();
+        }
         done
     }
 
