@@ -21,12 +21,11 @@
 
 use std::time::{Duration, Instant};
 
-use binding::{Access, Perms};
-use gmem::Mode;
 use test_guests::holding_cell::{Cell, CellError, fnv1a, protocol::*};
 use vmm::loader::ElfImage;
 use vmm::{
-    BindRequest, Console, Device, Exit, GuestAddress, GuestMem, ResumeAction, Status, Vm, VmOptions,
+    Access, BindRequest, Console, Device, Exit, GuestAddress, GuestMem, Mode, Perms, ResumeAction,
+    Status, Vm, VmOptions,
 };
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
@@ -60,7 +59,7 @@ pub enum DemoError {
     Vm(#[from] vmm::Error),
     /// A guest memory file call failed.
     #[error(transparent)]
-    Memory(#[from] gmem::Error),
+    Memory(#[from] vmm::GuestMemError),
     /// The guest did something the demo did not expect.
     #[error("the guest did not behave as expected: {0}")]
     Guest(String),
@@ -94,7 +93,7 @@ fn fnv1a_repeat(byte: u8, len: u64) -> u64 {
 
 /// The host's FNV-1a of `len` bytes of `file` from offset 0, read in
 /// pieces (the file may be large).
-fn host_checksum(file: &GuestMem, len: u64) -> Result<u64, gmem::Error> {
+fn host_checksum(file: &GuestMem, len: u64) -> Result<u64, vmm::GuestMemError> {
     let mut buf = vec![0u8; 64 << 10];
     let (mut hash, mut at) = (FNV_OFFSET_BASIS, 0);
     while at < len {
@@ -127,7 +126,7 @@ fn row(vm: &Vm, mem: &GuestMem, what: &'static str, kind: &'static str) -> Bindi
         .bindings()
         .into_iter()
         .find(|b| b.file == mem.id())
-        .unwrap_or(binding::BindingInfo {
+        .unwrap_or(vmm::BindingInfo {
             guest_addr: 0,
             size: 0,
             file: mem.id(),
@@ -387,7 +386,7 @@ fn lent_ram(d: &Demo, cell: &mut Cell<'_>, seen: &mut Seen) -> Result<(), DemoEr
     let host_read = d.ram.read_at(0, &mut probe);
     seen.checks.push(Check::new(
         "lent RAM: the host's read was refused",
-        matches!(host_read, Err(gmem::Error::Lent { .. })),
+        matches!(host_read, Err(vmm::GuestMemError::Lent { .. })),
         host_read
             .err()
             .map_or("the host could read it".into(), |e| e.to_string()),
@@ -402,7 +401,7 @@ fn private_region(d: &Demo, cell: &mut Cell<'_>) -> Result<Check, DemoError> {
     let host_sum = fnv1a_repeat(PRIVATE_BYTE, PRIVATE_SIZE);
     let mut probe = [0u8; 16];
     let host_read = d.private.read_at(0, &mut probe);
-    let refused = matches!(host_read, Err(gmem::Error::Private));
+    let refused = matches!(host_read, Err(vmm::GuestMemError::Private));
     Ok(Check::new(
         "private region: the guest used it; the host is kept out, kernel-enforced",
         guest_sum == host_sum && refused,

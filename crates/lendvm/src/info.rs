@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use gmem::Enforcer;
+use vmm::Enforcer;
 
 /// The demand chunk of a lend binding of `size` bytes, as the VM manager
 /// cuts it (DESIGN D2), clipped to a binding smaller than one chunk.
@@ -58,8 +58,8 @@ pub fn render(caps: Result<&vmm::Capabilities, String>) -> String {
                     "no (memfd files only)"
                 },
                 g.flags,
-                yes(g.flags & gmem::GUEST_MEMFD_FLAG_MMAP != 0),
-                yes(g.flags & gmem::GUEST_MEMFD_FLAG_INIT_SHARED != 0),
+                yes(g.flags & vmm::GUEST_MEMFD_FLAG_MMAP != 0),
+                yes(g.flags & vmm::GUEST_MEMFD_FLAG_INIT_SHARED != 0),
             );
             let _ = writeln!(s, "  memslots per VM      {}", c.memslots);
             let _ = writeln!(
@@ -82,7 +82,7 @@ pub fn render(caps: Result<&vmm::Capabilities, String>) -> String {
         "\nEnforcement (who makes each guarantee hold)\n  {:<52} {:<14} {:<14} memfd",
         "guarantee", "gmem mappable", "gmem private"
     );
-    for g in gmem::ENFORCEMENT {
+    for g in vmm::ENFORCEMENT {
         let _ = writeln!(
             s,
             "  {:<52} {:<14} {:<14} {}",
@@ -100,7 +100,7 @@ pub fn render(caps: Result<&vmm::Capabilities, String>) -> String {
     let _ = writeln!(s, "\n  {SHARED_ROW}: {SHARED_NOTE}.");
     let _ = writeln!(s, "\n  Where not enforced:");
     let mut seen = Vec::new();
-    for g in gmem::ENFORCEMENT {
+    for g in vmm::ENFORCEMENT {
         for e in [g.host_mappable, g.private, g.memfd] {
             if let Enforcer::NotEnforced(why) = e
                 && !seen.contains(&why)
@@ -177,7 +177,7 @@ pub fn json(caps: Result<&vmm::Capabilities, String>) -> serde_json::Value {
         .iter()
         .map(|(id, q, a)| serde_json::json!({"id": id, "question": q, "answer": a}))
         .collect();
-    let mut matrix: Vec<_> = gmem::ENFORCEMENT
+    let mut matrix: Vec<_> = vmm::ENFORCEMENT
         .iter()
         .map(|g| {
             serde_json::json!({
@@ -217,7 +217,7 @@ mod tests {
         for (id, _, _) in vmm::DECISIONS {
             assert!(text.contains(id), "{id}");
         }
-        for g in gmem::ENFORCEMENT {
+        for g in vmm::ENFORCEMENT {
             assert!(text.contains(g.what), "{}", g.what);
         }
         assert!(text.contains("/dev/kvm unusable: test"));
@@ -234,7 +234,7 @@ mod tests {
             vmm::DECISIONS.len()
         );
         let rows = j["enforcement"].as_array().unwrap();
-        assert_eq!(rows.len(), gmem::ENFORCEMENT.len() + 1);
+        assert_eq!(rows.len(), vmm::ENFORCEMENT.len() + 1);
         assert_eq!(rows.last().unwrap()["guarantee"], SHARED_ROW);
         assert_eq!(j["demand_chunk"]["rule"], CHUNK_RULE);
     }

@@ -4,8 +4,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use binding::Access;
-use vmm::{Status, VmMetrics};
+use vmm::{Access, Status, VmMetrics};
 
 /// One binding, for the table.
 #[derive(Debug, Clone)]

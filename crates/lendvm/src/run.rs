@@ -12,13 +12,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use binding::{Access, Perms};
-use gmem::Mode;
 use vmm::boot::{BootArgs, BootLayout, KernelImage};
 use vmm::loader::{ElfImage, LoadError};
 use vmm::placement::{self, PlaceError};
 use vmm::{
-    BindRequest, Console, Device, Exit, GuestAddress, GuestMem, ResumeAction, Status, Vm, VmOptions,
+    Access, BindRequest, Console, Device, Exit, GuestAddress, GuestMem, Mode, Perms, ResumeAction,
+    Status, Vm, VmOptions,
 };
 
 use crate::cli::{MemoryMode, MemorySpec, RunArgs, SerialSpec};

@@ -61,6 +61,11 @@ pub use vm::{BindRequest, BootMode, BootReg, Function, Location, UserMemRegion, 
 pub use binding::{
     Access, BindingInfo, Error as BindingError, FileId, MapFlags, PAGE_SIZE, Perms, VmId, map_flags,
 };
+/// Who enforces each lending guarantee (`lendvm info` shows the matrix),
+/// and the guest_memfd flags a host offers.
+pub use gmem::{
+    ENFORCEMENT, Enforcer, GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, Guarantee,
+};
 pub use gmem::{Error as GuestMemError, GuestMemFile, HostView, Kind, Mode, PageState};
 pub use vm_memory::GuestAddress;
 
