@@ -433,3 +433,48 @@ fn boot_context_accepts_the_x86_registers_only() {
     }
     assert_eq!(errno(set(0, 1)), libc::EINVAL, "reserved must be zero");
 }
+
+// SPEC F-6: the argument's length, range and DATAMATCH rules come before
+// its descriptor, as in Gunyah: a bad length with a closed descriptor is
+// EINVAL, not EBADF. (Found by the `gunyah_abi` fuzz target.)
+#[test]
+fn ioeventfd_values_are_checked_before_the_descriptor() {
+    let Some(dev) = device() else { return };
+    let vm = dev.create_vm().unwrap();
+    let add = |addr: u64, len: u32, fd: i32, flags: u32| {
+        let arg = gunyah_fn_ioeventfd_arg {
+            datamatch: 7,
+            addr,
+            len,
+            fd,
+            flags,
+            padding: 0,
+        };
+        gunyah_abi::add_function(
+            &vm,
+            &gunyah_fn_desc {
+                type_: GUNYAH_FN_IOEVENTFD,
+                arg_size: 32,
+                arg: &arg as *const _ as u64,
+            },
+        )
+    };
+    let closed = 1_000_000;
+    assert_eq!(errno(add(0x9000, 3, closed, 0)), libc::EINVAL, "length 3");
+    assert_eq!(errno(add(0x9000, 111, -1, 0)), libc::EINVAL, "length 111");
+    assert_eq!(
+        errno(add(u64::MAX - 3, 8, closed, 0)),
+        libc::EINVAL,
+        "range wraps"
+    );
+    assert_eq!(
+        errno(add(0x9000, 0, closed, GUNYAH_IOEVENTFD_FLAGS_DATAMATCH)),
+        libc::EINVAL,
+        "DATAMATCH without a length"
+    );
+    // Valid values: now the descriptor decides.
+    assert_eq!(errno(add(0x9000, 4, closed, 0)), libc::EBADF);
+    let event = EventFd::new(0).unwrap();
+    assert!(add(0x9000, 4, event.as_raw_fd(), 0).is_ok());
+    assert_eq!(vm.function_counts().1, 1);
+}
