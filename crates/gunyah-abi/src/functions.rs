@@ -147,30 +147,6 @@ fn ioevent(a: &gunyah_fn_ioeventfd_arg) -> Result<Ioevent> {
     })
 }
 
-/// SPEC F-6's checks of the argument's values, which come before the
-/// descriptor's (so a bad length with a closed descriptor is EINVAL, not
-/// EBADF, as in Gunyah). The VM manager checks them again.
-fn check_ioevent(io: &Ioevent) -> Result<()> {
-    if ![0, 1, 2, 4, 8].contains(&io.len) {
-        return Err(Error::Invalid(format!(
-            "ioeventfd length {} is not 0, 1, 2, 4 or 8",
-            io.len
-        )));
-    }
-    if io.addr.checked_add(u64::from(io.len)).is_none() {
-        return Err(Error::Invalid(format!(
-            "ioeventfd range [{:#x}, +{}) wraps past the end of the address space",
-            io.addr, io.len
-        )));
-    }
-    if io.len == 0 && io.datamatch.is_some() {
-        return Err(Error::Invalid(
-            "an ioeventfd with DATAMATCH needs a length of 1, 2, 4 or 8".into(),
-        ));
-    }
-    Ok(())
-}
-
 fn irqfd_level(a: &gunyah_fn_irqfd_arg) -> Result<bool> {
     if a.flags & !GUNYAH_IRQFD_FLAGS_LEVEL != 0 {
         return Err(Error::UnknownFlags {
@@ -196,7 +172,9 @@ pub fn add_function(vm: &Vm, desc: &gunyah_fn_desc) -> Result<Function> {
         }
         FunctionArg::Ioeventfd(a) => {
             let io = ioevent(&a)?;
-            check_ioevent(&io)?;
+            // SPEC F-6: the values before the descriptor (a bad length
+            // with a closed descriptor is EINVAL, as in Gunyah).
+            io.check()?;
             vm.add_ioeventfd(&event(a.fd)?, &io)
                 .map(|()| Function::Ioeventfd)
         }

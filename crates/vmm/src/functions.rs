@@ -29,6 +29,28 @@ pub struct Ioevent {
     pub datamatch: Option<u64>,
 }
 
+impl Ioevent {
+    /// SPEC F-6's checks of the registration's own values (length, range,
+    /// DATAMATCH), which come before any look at its eventfd: front ends
+    /// call it before resolving the descriptor, `Vm::add_ioeventfd` again.
+    pub fn check(&self) -> Result<()> {
+        if ![0, 1, 2, 4, 8].contains(&self.len) {
+            return Err(Error::IoeventfdLength { len: self.len });
+        }
+        if self.addr.checked_add(u64::from(self.len)).is_none() {
+            return Err(Error::Wraps {
+                what: "ioeventfd range",
+                addr: self.addr,
+                size: u64::from(self.len),
+            });
+        }
+        if self.len == 0 && self.datamatch.is_some() {
+            return Err(Error::DatamatchWithoutLength);
+        }
+        Ok(())
+    }
+}
+
 /// A private duplicate of the caller's eventfd (EINVAL if it is not one),
 /// so lendvm can unregister it even after the caller closed theirs.
 fn eventfd(event: &EventFd) -> Result<EventFd> {
@@ -168,19 +190,7 @@ impl Table {
 
     /// SPEC F-6: add an ioeventfd.
     pub(crate) fn add_ioeventfd(&mut self, vm: &VmFd, event: &EventFd, a: &Ioevent) -> Result<()> {
-        if ![0, 1, 2, 4, 8].contains(&a.len) {
-            return Err(Error::IoeventfdLength { len: a.len });
-        }
-        if a.addr.checked_add(u64::from(a.len)).is_none() {
-            return Err(Error::Wraps {
-                what: "ioeventfd range",
-                addr: a.addr,
-                size: u64::from(a.len),
-            });
-        }
-        if a.len == 0 && a.datamatch.is_some() {
-            return Err(Error::DatamatchWithoutLength);
-        }
+        a.check()?;
         let event = eventfd(event)?;
         let key = IoeventKey::from_ioevent(a);
         if let Some(old) = self.ioeventfds.iter().find(|e| e.key.conflicts(&key)) {
