@@ -202,7 +202,9 @@ impl GuestMemFile {
         }
         let fd = sys::memfd_create(c"lendvm-guest-mem", libc::MFD_CLOEXEC)?;
         sys::ftruncate(fd.as_fd(), size)?;
-        Self::from_fd(fd, capacity, flags, Kind::Memfd)
+        let file = Self::from_fd(fd, capacity, flags, Kind::Memfd)?;
+        file.lock().set_backed(size.div_ceil(PAGE_SIZE))?;
+        Ok(file)
     }
 
     /// `ftruncate(2)` of a file made by [`GuestMemFile::memfd_resizable`]:
@@ -218,7 +220,16 @@ impl GuestMemFile {
                 capacity: self.inner.size,
             });
         }
-        sys::ftruncate(self.as_fd(), len)
+        // Under the file's lock, so no host access can be between its
+        // check and its copy while the end moves.
+        let mut st = self.lock();
+        let old = st.backed();
+        st.set_backed(len.div_ceil(PAGE_SIZE))?;
+        if let Err(e) = sys::ftruncate(self.as_fd(), len) {
+            let _ = st.set_backed(old);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// `fallocate(2)` with the rules of SPEC §2.2, measured against `size`,
@@ -259,10 +270,7 @@ impl GuestMemFile {
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_SHARED | libc::MAP_NORESERVE,
         )
-        .map_err(|e| Error::Os {
-            op: "mmap of the guest memory file",
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        .map_err(|e| sys::mmap_error("mmap of the guest memory file", e))?;
         sys::keep_private(kernel.as_ptr(), len)?;
         Ok(GuestMemFile {
             inner: Arc::new(Inner {
@@ -446,6 +454,7 @@ impl GuestMemFile {
         self.host_accessible()?;
         let pages = self.pages_touched(offset, len as u64)?;
         let st = self.lock();
+        st.check_backed(&pages)?;
         for (run, s) in st.runs(pages) {
             if s.vm() != Some(vm) || matches!(s, PageState::Reclaiming(_)) {
                 return Err(Error::WrongState {

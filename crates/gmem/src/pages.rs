@@ -141,9 +141,16 @@ impl<T: Copy + PartialEq + Default> RangeMap<T> {
 #[derive(Debug)]
 pub struct Ownership {
     pages: u64,
+    /// Pages the file has now: all of them, except for a resizable file,
+    /// whose mapping covers its capacity while only these exist (a touch
+    /// past them would be SIGBUS: every host access checks them first).
+    backed: u64,
     states: RangeMap<PageState>,
     /// Live host views by id. Few at a time, so lookups scan them.
     views: BTreeMap<u64, Range<u64>>,
+    /// The ids in `views` that are lendvm's own host views (the rest are
+    /// a program's mappings, [`Ownership::add_user_view`]).
+    host_views: std::collections::BTreeSet<u64>,
     next_view: u64,
 }
 
@@ -156,8 +163,10 @@ impl Ownership {
     pub fn new(pages: u64) -> Ownership {
         Ownership {
             pages,
+            backed: pages,
             states: RangeMap::new(),
             views: BTreeMap::new(),
+            host_views: std::collections::BTreeSet::new(),
             next_view: 0,
         }
     }
@@ -175,6 +184,45 @@ impl Ownership {
                 size: byte(self.pages),
             });
         }
+        Ok(())
+    }
+
+    /// Pages the file has now.
+    pub fn backed(&self) -> u64 {
+        self.backed
+    }
+
+    /// `r` lies inside the pages the file has now.
+    pub fn check_backed(&self, r: &Range<u64>) -> Result<(), Error> {
+        self.check(r)?;
+        if r.end > self.backed {
+            return Err(Error::OutOfBounds {
+                offset: byte(r.start),
+                len: byte(r.end - r.start),
+                size: byte(self.backed),
+            });
+        }
+        Ok(())
+    }
+
+    /// The file now has `pages` pages (a resizable file's `ftruncate`).
+    /// Shrinking under one of lendvm's host views is EBUSY: its pages
+    /// would be gone. A program's own mapping may outlive the end, as with
+    /// any file (touching past it is the program's SIGBUS).
+    pub fn set_backed(&mut self, pages: u64) -> Result<(), Error> {
+        self.check(&(0..pages))?;
+        if let Some(v) = self
+            .host_views
+            .iter()
+            .filter_map(|id| self.views.get(id))
+            .find(|v| v.end > pages)
+        {
+            return Err(Error::Busy {
+                offset: byte(v.start.max(pages)),
+                why: "the host has a view of it",
+            });
+        }
+        self.backed = pages;
         Ok(())
     }
 
@@ -352,7 +400,7 @@ impl Ownership {
     /// The host may access `r`: no page in it is lent (DESIGN D4: one lent
     /// page refuses the whole access).
     pub fn check_host_access(&self, r: Range<u64>) -> Result<(), Error> {
-        self.check(&r)?;
+        self.check_backed(&r)?;
         match self.states.runs(r).into_iter().find(|(_, s)| s.is_lent()) {
             Some((run, s)) => Err(Error::Lent {
                 offset: byte(run.start),
@@ -380,6 +428,7 @@ impl Ownership {
         let id = self.next_view;
         self.next_view += 1;
         self.views.insert(id, r);
+        self.host_views.insert(id);
         Ok(id)
     }
 
@@ -398,6 +447,7 @@ impl Ownership {
     /// Forget a host view (after it was unmapped).
     pub fn remove_view(&mut self, id: u64) {
         self.views.remove(&id);
+        self.host_views.remove(&id);
     }
 
     /// Number of live host views that intersect `r`.

@@ -79,3 +79,18 @@ pub fn keep_private(addr: *mut u8, len: usize) -> Result<(), Error> {
     }
     Ok(())
 }
+
+/// vm-memory's mapping error as the kernel's errno: `mmap` failures keep
+/// theirs (ENOMEM for a file larger than the address space can map), the
+/// builder's own refusals are EINVAL.
+pub(crate) fn mmap_error(op: &'static str, e: vm_memory::mmap::MmapRegionError) -> Error {
+    let source = match e {
+        vm_memory::mmap::MmapRegionError::Mmap(io) => io,
+        other => std::io::Error::new(std::io::ErrorKind::InvalidInput, other.to_string()),
+    };
+    let source = match source.raw_os_error() {
+        Some(_) => source,
+        None => std::io::Error::from_raw_os_error(libc::EINVAL),
+    };
+    Error::Os { op, source }
+}

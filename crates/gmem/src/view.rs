@@ -61,12 +61,8 @@ impl HostView {
             libc::MAP_SHARED,
         );
         let region = region
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|r| {
-                crate::sys::keep_private(r.as_ptr(), size)
-                    .map_err(|e| std::io::Error::other(e.to_string()))?;
-                Ok(r)
-            });
+            .map_err(|e| crate::sys::mmap_error("mmap of a host view", e))
+            .and_then(|r| crate::sys::keep_private(r.as_ptr(), size).map(|()| r));
         match region {
             Ok(region) => Ok(HostView {
                 region,
@@ -78,10 +74,7 @@ impl HostView {
             }),
             Err(e) => {
                 st.remove_view(id);
-                Err(Error::Os {
-                    op: "mmap of a host view",
-                    source: e,
-                })
+                Err(e)
             }
         }
     }

@@ -77,6 +77,14 @@ fn sizes_that_are_not_whole_pages_are_refused() {
 }
 
 // SPEC GM-1; KS test_guest_memfd_flags.
+// A file larger than the address space can map is refused with the
+// kernel's errno (ENOMEM), not EIO (found by the gunyah_abi fuzz target).
+#[test]
+fn a_file_too_large_to_map_reports_enomem() {
+    let err = GuestMemFile::memfd(1 << 55, 0).unwrap_err();
+    assert_eq!(err.errno(), libc::ENOMEM, "{err}");
+}
+
 #[test]
 fn unknown_file_flags_are_refused() {
     let err = GuestMemFile::memfd(P, 0b1000).unwrap_err();

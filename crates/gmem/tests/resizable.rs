@@ -173,3 +173,31 @@ fn a_user_view_over_lent_pages_reports_them_until_they_come_back() {
     assert!(v.lent_ranges().is_empty());
     assert_eq!(f.page_state(3 * P), PageState::Host);
 }
+
+// Found by the gunyah_abi fuzz target: a resizable file's mapping covers
+// its capacity, but only its current length exists, and touching past it
+// is SIGBUS. Every host access checks the current length (EFAULT, as past
+// the end of any file), and a shrink under one of lendvm's host views is
+// EBUSY; a program's own mapping may outlive the end, as with any file.
+#[test]
+fn host_access_past_the_current_length_is_an_error_not_a_signal() {
+    let f = GuestMemFile::memfd_resizable(P, 64 * P, 0).unwrap();
+    let mut buf = [0u8; 2];
+    for at in [P, 41 * P, P - 1] {
+        assert_eq!(f.write_at(at, &[1, 2]).unwrap_err().errno(), libc::EFAULT);
+        assert_eq!(f.read_at(at, &mut buf).unwrap_err().errno(), libc::EFAULT);
+    }
+    assert!(f.view(0, 2 * P).is_err());
+    f.set_len(8 * P).unwrap();
+    f.write_at(7 * P, &[1, 2]).unwrap();
+    f.write_at(8 * P - 2, &[1, 2]).unwrap();
+    let view = f.view(4 * P, 4 * P).unwrap();
+    assert_eq!(f.set_len(2 * P).unwrap_err().errno(), libc::EBUSY);
+    f.write_at(8 * P - 2, &[3, 4]).unwrap();
+    drop(view);
+    let user = f.add_user_view(0, 8 * P, true).unwrap();
+    f.set_len(2 * P).unwrap();
+    assert_eq!(f.read_at(2 * P, &mut buf).unwrap_err().errno(), libc::EFAULT);
+    f.read_at(2 * P - 2, &mut buf).unwrap();
+    drop(user);
+}
