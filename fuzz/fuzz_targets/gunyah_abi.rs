@@ -117,7 +117,10 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    // Everything the input made is gone: no descriptor outlives it.
+    // Everything the input made is gone: no descriptor outlives it, once
+    // the kernel's part of each dropped VM's teardown (run on the device's
+    // background thread) is done.
+    w.dev.wait_for_teardown();
     assert_eq!(world::open_fds(), fds, "descriptors leaked across an input");
     STATS.dump();
 });

@@ -106,6 +106,16 @@ pub enum Error {
         size: u64,
     },
 
+    /// SPEC §2.13 EFAULT: a range of the caller's own memory (a legacy user
+    /// region) is not mapped, or not readable where it must be copied.
+    #[error("the caller's memory [{addr:#x}, +{len:#x}) is not mapped and readable")]
+    UserMemory {
+        /// Start of the range.
+        addr: u64,
+        /// Its length.
+        len: u64,
+    },
+
     /// DESIGN D4, D8: a host access touches a page lent to a VM.
     #[error(
         "page at offset {offset:#x} is lent to VM {vm}: the host has no access until it is reclaimed"
@@ -170,7 +180,7 @@ impl Error {
             Error::Os { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
             Error::FallocateMode(_) => libc::EOPNOTSUPP,
             Error::FallocateTooLarge { .. } => libc::EFBIG,
-            Error::OutOfBounds { .. } => libc::EFAULT,
+            Error::OutOfBounds { .. } | Error::UserMemory { .. } => libc::EFAULT,
             Error::Lent { .. } | Error::Private => libc::EACCES,
             Error::Busy { .. } | Error::WrongState { .. } => libc::EBUSY,
             Error::ReclaimFailed { errno, .. } => *errno,

@@ -65,7 +65,7 @@ pub use error::Error;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub use file::{GuestMemFile, Kind, LentRange, Mode, ReclaimHook};
 pub use pages::PageState;
-pub use user::LentUserMemory;
+pub use user::{LentUserMemory, check_user_memory};
 pub use user_view::UserView;
 pub use view::{HostView, ViewRegistration};
 

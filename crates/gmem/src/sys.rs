@@ -94,3 +94,62 @@ pub(crate) fn mmap_error(op: &'static str, e: vm_memory::mmap::MmapRegionError) 
     };
     Error::Os { op, source }
 }
+
+/// `[addr, addr + len)` (page-aligned) is mapped in this process: what a
+/// memslot over the caller's own memory needs (`mincore` says ENOMEM for
+/// any hole). Access rights are not checked.
+pub(crate) fn check_mapped(addr: u64, len: u64) -> Result<(), Error> {
+    let refused = || Error::UserMemory { addr, len };
+    let (Ok(size), Ok(pages)) = (
+        usize::try_from(len),
+        usize::try_from(len.div_ceil(binding::PAGE_SIZE)),
+    ) else {
+        return Err(refused());
+    };
+    let mut residency = Vec::new();
+    residency.try_reserve_exact(pages).map_err(|_| refused())?;
+    residency.resize(pages, 0u8);
+    // SAFETY: mincore only writes one byte per page of the range into
+    // `residency`, which holds exactly that many; it never touches the
+    // range itself, mapped or not.
+    let r = unsafe { libc::mincore(addr as *mut libc::c_void, size, residency.as_mut_ptr()) };
+    if r < 0 {
+        return Err(refused());
+    }
+    Ok(())
+}
+
+/// Copy `len` bytes of this process's memory at `src` into the view
+/// `dst`, without faulting: EFAULT ([`Error::UserMemory`]) if any source
+/// byte is unmapped or unreadable (`dst` then partly written).
+pub(crate) fn copy_own_memory(src: u64, dst: &crate::HostView) -> Result<(), Error> {
+    let len = dst.len();
+    let slice = dst.as_volatile_slice();
+    let guard = slice.ptr_guard_mut();
+    let base = guard.as_ptr();
+    let mut done = 0usize;
+    while done < len {
+        let local = libc::iovec {
+            // In bounds: done < len, the view's length.
+            iov_base: base.wrapping_add(done).cast(),
+            iov_len: len - done,
+        };
+        let remote = libc::iovec {
+            iov_base: (src + done as u64) as *mut libc::c_void,
+            iov_len: len - done,
+        };
+        // SAFETY: process_vm_readv on our own pid writes at most `len -
+        // done` bytes into the view's live mapping from `done` on (the view
+        // is borrowed for the whole call) and reports unreadable source
+        // memory as an error or a short count instead of touching it.
+        let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+        if n <= 0 {
+            return Err(Error::UserMemory {
+                addr: src,
+                len: len as u64,
+            });
+        }
+        done += n as usize;
+    }
+    Ok(())
+}

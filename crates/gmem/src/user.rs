@@ -14,6 +14,14 @@ use binding::PAGE_SIZE;
 
 use crate::{Error, GuestMemFile};
 
+/// Check that `[addr, addr + len)` (page-aligned) is mapped in this
+/// process, for a memslot over the caller's own memory (the legacy
+/// `SET_USER_MEM_REGION` share): EFAULT ([`Error::UserMemory`]) for a hole,
+/// which KVM itself would accept and then fail the guest's access on.
+pub fn check_user_memory(addr: u64, len: u64) -> Result<(), Error> {
+    crate::sys::check_mapped(addr, len)
+}
+
 /// A range of the caller's address space lent to a VM.
 pub struct LentUserMemory {
     addr: u64,
@@ -27,9 +35,10 @@ impl LentUserMemory {
     ///
     /// # Safety
     ///
-    /// The range must be page-aligned memory of this process, mapped and
-    /// readable, that the caller owns: nothing may hold a reference into it
-    /// or access it until the returned value is dropped. Afterwards it is a
+    /// The range must be memory of this process that the caller owns:
+    /// nothing may hold a reference into it or access it until the returned
+    /// value is dropped (a range that is not mapped and readable, such as
+    /// one lent already, is refused with EFAULT and left as it was). Afterwards it is a
     /// shared mapping of lendvm's memfd: the caller must not rely on its
     /// original backing (e.g. a file it mapped there).
     pub unsafe fn lend(addr: u64, len: u64) -> Result<LentUserMemory, Error> {
@@ -45,10 +54,12 @@ impl LentUserMemory {
             return Err(out_of_bounds);
         };
         let file = GuestMemFile::memfd(len, binding::file_flags::CLOEXEC)?;
-        // SAFETY: the caller guarantees the range is mapped, readable and
-        // not accessed by anyone else while we copy it.
-        let content = unsafe { std::slice::from_raw_parts(addr as *const u8, size) };
-        file.write_at(0, content)?;
+        // Copied without trusting the range: an unmapped or unreadable page
+        // (e.g. one lent already) is EFAULT, not a fault (SPEC §2.13).
+        crate::sys::check_mapped(addr, len)?;
+        let view = file.view(0, len)?;
+        crate::sys::copy_own_memory(addr, &view)?;
+        drop(view);
         // SAFETY: MAP_FIXED replaces exactly the caller's range, which the
         // caller owns and guarantees nothing accesses; the new mapping is of
         // a memfd at least `size` bytes long.

@@ -197,7 +197,10 @@ fn host_access_past_the_current_length_is_an_error_not_a_signal() {
     drop(view);
     let user = f.add_user_view(0, 8 * P, true).unwrap();
     f.set_len(2 * P).unwrap();
-    assert_eq!(f.read_at(2 * P, &mut buf).unwrap_err().errno(), libc::EFAULT);
+    assert_eq!(
+        f.read_at(2 * P, &mut buf).unwrap_err().errno(),
+        libc::EFAULT
+    );
     f.read_at(2 * P - 2, &mut buf).unwrap();
     drop(user);
 }

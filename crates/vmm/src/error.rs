@@ -109,6 +109,16 @@ pub enum Error {
     )]
     NoIrqchip,
 
+    /// SPEC F-5 lets one eventfd ring several doorbells; KVM lets an
+    /// eventfd drive only one interrupt line per VM.
+    #[error(
+        "this eventfd already drives another irqfd of the VM, so it cannot also ring label {label}: KVM allows one interrupt line per eventfd (use a separate eventfd)"
+    )]
+    IrqfdEventfdShared {
+        /// The label that was refused.
+        label: u32,
+    },
+
     /// lendvm's access vCPU left its stub with an exit other than the stub's
     /// own port write.
     #[error(
@@ -648,9 +658,11 @@ impl Error {
             Interrupted => libc::EINTR,
             Fault { .. } => libc::EFAULT,
             NoSlots { .. } => libc::ENOSPC,
-            HostLacks { .. } | KvmApiVersion { .. } | NoIrqchip | AccessVcpuStopped { .. } => {
-                libc::EOPNOTSUPP
-            }
+            HostLacks { .. }
+            | KvmApiVersion { .. }
+            | NoIrqchip
+            | IrqfdEventfdShared { .. }
+            | AccessVcpuStopped { .. } => libc::EOPNOTSUPP,
             WrongFdKind { .. }
             | OnlyBeforeStart { .. }
             | NoSuchXRegister { .. }

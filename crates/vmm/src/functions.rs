@@ -51,6 +51,16 @@ impl Ioevent {
     }
 }
 
+/// KVM_IRQFD's refusal: EBUSY means the eventfd already drives an irqfd
+/// of this VM (labels are unique here, so that is the only cause).
+fn irqfd_error(op: &'static str, e: kvm_ioctls::Error, label: u32) -> Error {
+    if e.errno() == libc::EBUSY {
+        Error::IrqfdEventfdShared { label }
+    } else {
+        Error::kvm(op, e)
+    }
+}
+
 /// A private duplicate of the caller's eventfd (EINVAL if it is not one),
 /// so lendvm can unregister it even after the caller closed theirs.
 fn eventfd(event: &EventFd) -> Result<EventFd> {
@@ -168,11 +178,11 @@ impl Table {
                     source: e,
                 })?;
             vm.register_irqfd_with_resample(&event, &r, label)
-                .map_err(|e| Error::kvm("KVM_IRQFD (resample)", e))?;
+                .map_err(|e| irqfd_error("KVM_IRQFD (resample)", e, label))?;
             Some(r)
         } else {
             vm.register_irqfd(&event, label)
-                .map_err(|e| Error::kvm("KVM_IRQFD", e))?;
+                .map_err(|e| irqfd_error("KVM_IRQFD", e, label))?;
             None
         };
         self.irqfds.insert(label, Irqfd { event, resample });

@@ -216,3 +216,57 @@ fn user_region_rules_and_read_only_enforcement() {
     }
     assert_eq!(a.read_u64(0), 42);
 }
+
+// SPEC §2.13 EFAULT: the caller's memory is checked, not trusted. A hole
+// is refused for SET_USER_MEM_REGION and ANDROID_LEND_USER_MEM alike, and
+// lending a range that is lent already (no longer readable) is refused
+// instead of faulting lendvm; nothing is registered either way (found by
+// the gunyah_abi fuzz target's author).
+#[test]
+fn unmapped_or_already_lent_caller_memory_is_efault() {
+    let Some(g) = guest() else { return };
+    // Far from where the kernel places mappings (tests run in parallel
+    // threads, so a freshly unmapped range could be taken by another).
+    let hole: u64 = 0x3000_0000_0000;
+    let mut residency = vec![0u8; SIZE / 4096];
+    // SAFETY: mincore only writes `residency` (one byte per page); it
+    // reports ENOMEM for an unmapped range without touching it.
+    let r = unsafe { libc::mincore(hole as *mut libc::c_void, SIZE, residency.as_mut_ptr()) };
+    assert_eq!(r, -1, "the test's hole is mapped");
+    let add = |label, gpa, addr, lend| {
+        // SAFETY: every range given is either unmapped (refused without
+        // being touched) or `mem` below, which outlives the VM and is not
+        // accessed while lent.
+        unsafe {
+            gunyah_abi::set_user_mem_region(
+                &g.vm,
+                &region(label, GUNYAH_MEM_ALLOW_RWX, gpa, addr),
+                lend,
+            )
+        }
+        .map_err(|e| e.errno())
+    };
+    assert_eq!(
+        add(1, DATA, hole, false),
+        Err(libc::EFAULT),
+        "share of a hole"
+    );
+    assert_eq!(
+        add(1, DATA, hole, true),
+        Err(libc::EFAULT),
+        "lend of a hole"
+    );
+    let mem = Anon::new();
+    mem.write_u64(0, 7);
+    add(1, DATA, mem.addr(), true).unwrap();
+    assert_eq!(
+        add(2, DATA + (4 << 20), mem.addr(), true),
+        Err(libc::EFAULT),
+        "lend of a range lent already"
+    );
+    // Label 2 was not taken by the refusals.
+    let other = Anon::new();
+    add(2, DATA + (4 << 20), other.addr(), false).unwrap();
+    drop(g);
+    assert!(mem.host_can_read());
+}

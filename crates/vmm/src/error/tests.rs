@@ -82,9 +82,10 @@ fn variant(e: &Error) -> usize {
         NotStarted => 69,
         Stopped { .. } => 70,
         StartFailedEarlier { .. } => 71,
+        IrqfdEventfdShared { .. } => 72,
     }
 }
-const VARIANTS: usize = 72;
+const VARIANTS: usize = 73;
 
 fn one_of_each() -> Vec<(Error, i32)> {
     use Error::*;
@@ -128,6 +129,7 @@ fn one_of_each() -> Vec<(Error, i32)> {
         ),
         (KvmApiVersion { found: 11 }, EOPNOTSUPP),
         (NoIrqchip, EOPNOTSUPP),
+        (IrqfdEventfdShared { label: 2 }, EOPNOTSUPP),
         (AccessVcpuStopped { exit_reason: 5 }, EOPNOTSUPP),
         (
             OnlyBeforeStart {

@@ -103,6 +103,7 @@ impl MemState {
                 let lent = unsafe { gmem::LentUserMemory::lend(r.userspace_addr, r.memory_size)? };
                 (Backing::File(lent.file().clone(), 0), Some(lent))
             } else {
+                gmem::check_user_memory(r.userspace_addr, r.memory_size)?;
                 (Backing::User(r.userspace_addr), None)
             };
             self.slots.install(range.clone(), backing, readonly)?;

@@ -298,14 +298,13 @@ impl Vm {
             return Err(Error::NoNativeRegion);
         }
         // Whole pages around the DTB (SPEC B-VM-3.2 [REC]); set_location
-        // checked that addr + size does not wrap.
+        // checked that addr + size does not wrap. A last page that ends at
+        // 2^64 lies in no binding (none can end there): ENOENT (B-VM-3).
         let start = dtb.addr & !(PAGE_SIZE - 1);
         let end = (dtb.addr + dtb.size)
             .checked_next_multiple_of(PAGE_SIZE)
-            .ok_or(Error::Overflow {
-                what: "DTB",
-                addr: dtb.addr,
-                size: dtb.size,
+            .ok_or(Error::DtbOutsideBinding {
+                range: start..u64::MAX,
             })?;
         let mut mem = self.inner.memory.lock();
         let b = mem
