@@ -382,24 +382,10 @@ mod tests {
         std::fs::remove_file(p).unwrap();
     }
 
-    /// An ELF64 x86-64 header and one PT_LOAD of `code` right after it.
+    /// A small ELF with one PT_LOAD of `code`, then `tail` bytes that no
+    /// segment covers (debug information, say).
     fn elf_with(code: &[u8], tail: usize) -> Vec<u8> {
-        let mut b = vec![0u8; 64 + 56];
-        b[..4].copy_from_slice(b"\x7fELF");
-        b[4] = 2;
-        b[5] = 1;
-        b[16] = 2; // ET_EXEC
-        b[18] = 62; // EM_X86_64
-        b[24..32].copy_from_slice(&0x10_0000u64.to_le_bytes());
-        b[32..40].copy_from_slice(&64u64.to_le_bytes());
-        b[54] = 56;
-        b[56] = 1;
-        b[64] = 1; // PT_LOAD
-        b[64 + 8..64 + 16].copy_from_slice(&120u64.to_le_bytes());
-        b[64 + 24..64 + 32].copy_from_slice(&0x10_0000u64.to_le_bytes());
-        b[64 + 32..64 + 40].copy_from_slice(&(code.len() as u64).to_le_bytes());
-        b[64 + 40..64 + 48].copy_from_slice(&(code.len() as u64).to_le_bytes());
-        b.extend_from_slice(code);
+        let mut b = testkit::elf_image(code, 0x10_0000, false);
         b.extend(std::iter::repeat_n(0xdb, tail));
         b
     }

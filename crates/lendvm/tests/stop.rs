@@ -8,34 +8,6 @@ use std::time::{Duration, Instant};
 
 use testkit::TempFile;
 
-/// A native ELF image (no PVH note): one PT_LOAD of `code` at 1 MiB, the
-/// entry there.
-fn native_elf(code: &[u8]) -> Vec<u8> {
-    const AT: u64 = 0x10_0000;
-    let mut b = vec![0u8; 64];
-    b[..4].copy_from_slice(b"\x7fELF");
-    b[4] = 2;
-    b[5] = 1;
-    b[6] = 1;
-    b[16..18].copy_from_slice(&2u16.to_le_bytes());
-    b[18..20].copy_from_slice(&62u16.to_le_bytes());
-    b[24..32].copy_from_slice(&AT.to_le_bytes());
-    b[32..40].copy_from_slice(&64u64.to_le_bytes());
-    b[54..56].copy_from_slice(&56u16.to_le_bytes());
-    b[56..58].copy_from_slice(&1u16.to_le_bytes());
-    let mut ph = vec![0u8; 56];
-    ph[0..4].copy_from_slice(&1u32.to_le_bytes());
-    ph[4..8].copy_from_slice(&5u32.to_le_bytes());
-    ph[8..16].copy_from_slice(&120u64.to_le_bytes());
-    ph[16..24].copy_from_slice(&AT.to_le_bytes());
-    ph[24..32].copy_from_slice(&AT.to_le_bytes());
-    ph[32..40].copy_from_slice(&(code.len() as u64).to_le_bytes());
-    ph[40..48].copy_from_slice(&0x1000u64.to_le_bytes());
-    b.extend(ph);
-    b.extend_from_slice(code);
-    b
-}
-
 /// Prints "R\n" on the console port, then spins forever.
 const SPIN: &[u8] = &[
     0xb0, b'R', // mov al, 'R'
@@ -94,7 +66,7 @@ fn a_stop_signal_ends_a_spinning_guest_with_a_report_naming_it() {
     if testkit::kvm().is_none() {
         return;
     }
-    let image = TempFile::new("spin.elf", &native_elf(SPIN));
+    let image = TempFile::new("spin.elf", &testkit::elf_image(SPIN, 0x10_0000, false));
     for (signal, name) in [
         (libc::SIGINT, "SIGINT"),
         (libc::SIGTERM, "SIGTERM"),
@@ -145,7 +117,7 @@ fn a_console_whose_reader_went_away_stops_the_vm() {
     if testkit::kvm().is_none() {
         return;
     }
-    let image = TempFile::new("yes.elf", &native_elf(YES));
+    let image = TempFile::new("yes.elf", &testkit::elf_image(YES, 0x10_0000, false));
     let mut child = spawn(image.path(), &["--json"]);
     let mut console = child.stdout.take().unwrap();
     let mut first = [0u8; 4];

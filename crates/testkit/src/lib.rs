@@ -127,3 +127,48 @@ pub fn debian_kernel(name: &str) -> Option<std::path::PathBuf> {
     }
     found
 }
+
+/// An ELF64 x86-64 executable with one PT_LOAD of `code` at `paddr` (4 KiB
+/// in memory, entry there), and a Xen PVH entry note (entry 1 MiB) if `pvh`
+/// is set: hand-made images for the loaders' and the CLI's tests.
+pub fn elf_image(code: &[u8], paddr: u64, pvh: bool) -> Vec<u8> {
+    let phnum: u16 = if pvh { 2 } else { 1 };
+    let code_off = 64 + 56 * u64::from(phnum);
+    let mut note = Vec::new();
+    note.extend(4u32.to_le_bytes());
+    note.extend(4u32.to_le_bytes());
+    note.extend(18u32.to_le_bytes());
+    note.extend(b"Xen\0");
+    note.extend(0x10_0000u32.to_le_bytes());
+    let mut b = vec![0u8; 64];
+    b[..4].copy_from_slice(b"\x7fELF");
+    b[4] = 2;
+    b[5] = 1;
+    b[6] = 1;
+    b[16..18].copy_from_slice(&2u16.to_le_bytes());
+    b[18..20].copy_from_slice(&62u16.to_le_bytes());
+    b[24..32].copy_from_slice(&paddr.to_le_bytes());
+    b[32..40].copy_from_slice(&64u64.to_le_bytes());
+    b[54..56].copy_from_slice(&56u16.to_le_bytes());
+    b[56..58].copy_from_slice(&phnum.to_le_bytes());
+    let mut ph = |ty: u32, off: u64, addr: u64, filesz: u64, memsz: u64| {
+        let mut p = vec![0u8; 56];
+        p[0..4].copy_from_slice(&ty.to_le_bytes());
+        p[4..8].copy_from_slice(&5u32.to_le_bytes());
+        p[8..16].copy_from_slice(&off.to_le_bytes());
+        p[16..24].copy_from_slice(&addr.to_le_bytes());
+        p[24..32].copy_from_slice(&addr.to_le_bytes());
+        p[32..40].copy_from_slice(&filesz.to_le_bytes());
+        p[40..48].copy_from_slice(&memsz.to_le_bytes());
+        b.extend(p);
+    };
+    ph(1, code_off, paddr, code.len() as u64, 0x1000);
+    if pvh {
+        ph(4, code_off + code.len() as u64, 0, note.len() as u64, 0);
+    }
+    b.extend_from_slice(code);
+    if pvh {
+        b.extend(note);
+    }
+    b
+}

@@ -41,6 +41,22 @@ fn vm_with_ram() -> Option<(Vm, GuestMem)> {
     Some((vm, ram))
 }
 
+/// Start the prepared tiny PVH guest on COM1 and run it: it prints its
+/// line and resets through the i8042.
+fn run_to_hello_and_reset(vm: &Vm) {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    vm.add_legacy_devices(Console::Buffer(out.clone()), None)
+        .unwrap();
+    let mut vcpu = vm.add_vcpu(0).unwrap();
+    vm.start().unwrap();
+    let exit = vcpu.run().unwrap();
+    assert!(
+        matches!(exit, Exit::Status(Status::Exited(e)) if e.kind == exit_kind::RESET),
+        "{exit:?}"
+    );
+    assert_eq!(out.lock().unwrap().as_slice(), b"Hello from a PVH guest\n");
+}
+
 fn read<T: ByteValued + Default>(vm: &Vm, gpa: u64) -> T {
     let mut v = T::default();
     vm.read_guest(gpa, v.as_mut_slice()).unwrap();
@@ -111,17 +127,7 @@ fn the_tiny_pvh_guest_boots_prints_and_resets() {
     // The start info page is the VM's DTB location (START needs one).
     assert_eq!(vm.configs().0.unwrap().addr, START_INFO);
     // Run it.
-    let out = Arc::new(Mutex::new(Vec::new()));
-    vm.add_legacy_devices(Console::Buffer(out.clone()), None)
-        .unwrap();
-    let mut vcpu = vm.add_vcpu(0).unwrap();
-    vm.start().unwrap();
-    let exit = vcpu.run().unwrap();
-    assert!(
-        matches!(exit, Exit::Status(Status::Exited(e)) if e.kind == exit_kind::RESET),
-        "{exit:?}"
-    );
-    assert_eq!(out.lock().unwrap().as_slice(), b"Hello from a PVH guest\n");
+    run_to_hello_and_reset(&vm);
     let m = vm.metrics();
     assert!(
         m.boot_complete.is_some(),
@@ -344,15 +350,5 @@ fn a_64_gib_pvh_guest_gets_ram_on_both_sides_of_the_mmio_hole() {
             (4 * G, 61 * G, 1),
         ]
     );
-    let out = Arc::new(Mutex::new(Vec::new()));
-    vm.add_legacy_devices(Console::Buffer(out.clone()), None)
-        .unwrap();
-    let mut vcpu = vm.add_vcpu(0).unwrap();
-    vm.start().unwrap();
-    let exit = vcpu.run().unwrap();
-    assert!(
-        matches!(exit, Exit::Status(Status::Exited(e)) if e.kind == exit_kind::RESET),
-        "{exit:?}"
-    );
-    assert_eq!(out.lock().unwrap().as_slice(), b"Hello from a PVH guest\n");
+    run_to_hello_and_reset(&vm);
 }
